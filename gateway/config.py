@@ -1,0 +1,360 @@
+"""Settings: one YAML file, overridden by ``SHARE_GATEWAY_*`` env vars, overridden by CLI flags.
+
+This is the only module that reads the environment. ``load()`` validates
+everything once and raises ``ConfigError`` listing every problem together.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "SHARE_GATEWAY_"
+ENV_NESTING = "__"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; ``problems`` lists every one found, as ``key: message``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _split_list(value: Any) -> Any:
+    """Accept ``a,b`` strings (env vars, CLI flags) as lists."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        out: list[Any] = []
+        for item in value:
+            out.extend(_split_list(item) if isinstance(item, str) else [item])
+        return out
+    return value
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+NetworkList = Annotated[list[Network], BeforeValidator(_split_list)]
+StrList = Annotated[list[str], BeforeValidator(_split_list)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class JwtSettings(_Section):
+    """``auth.jwt``: exactly one key source (``secret``, ``public_key`` or ``jwks_url``)."""
+
+    secret: SecretStr | None = None
+    public_key: str | None = Field(default=None, description="PEM text or a path to a PEM file")
+    jwks_url: str | None = None
+    issuer: str | None = None
+    audience: StrList = Field(default_factory=list)
+    user_claim: str = "sub"
+    algorithms: StrList = Field(default_factory=list)
+    leeway_seconds: float = Field(default=30.0, ge=0)
+    jwks_cache_seconds: int = Field(default=300, ge=1)
+
+    @field_validator("public_key")
+    @classmethod
+    def _read_pem(cls, value: str | None) -> str | None:
+        if value is None or "-----BEGIN" in value:
+            return value
+        path = Path(value)
+        if not path.is_file():
+            raise ValueError("must be PEM text or the path of a readable PEM file")
+        return path.read_text()
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class TrustedHeaderSettings(_Section):
+    """``auth.trusted_header``: an auth proxy's user header, trusted only from ``trusted_cidrs``."""
+
+    name: str = "X-Forwarded-User"
+    trusted_cidrs: NetworkList = Field(default_factory=list)
+
+
+class AuthSettings(_Section):
+    """``auth``: how callers are identified (DESIGN.md "identify")."""
+
+    mode: Literal["jwt", "trusted-header", "none"] = "none"
+    default_user: str = "admin@kagent.dev"
+    jwt: JwtSettings = Field(default_factory=JwtSettings)
+    trusted_header: TrustedHeaderSettings = Field(default_factory=TrustedHeaderSettings)
+
+    @model_validator(mode="after")
+    def _mode_has_what_it_needs(self) -> AuthSettings:
+        problems = []
+        if self.mode == "jwt":
+            sources = [self.jwt.secret, self.jwt.public_key, self.jwt.jwks_url]
+            if sum(s is not None for s in sources) != 1:
+                problems.append(
+                    "auth.mode jwt needs exactly one of auth.jwt.secret, "
+                    "auth.jwt.public_key, auth.jwt.jwks_url"
+                )
+        if self.mode == "trusted-header" and not self.trusted_header.trusted_cidrs:
+            problems.append(
+                "auth.mode trusted-header needs auth.trusted_header.trusted_cidrs "
+                "(the auth proxy's addresses); none are trusted by default"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class SharesSettings(_Section):
+    """``shares``: how share tokens are accepted and cached."""
+
+    allow_query_param: bool = True
+    query_param: str = "share"
+    allow_anonymous: bool = False
+    max_expires_in: int | None = Field(default=None, ge=1, description="seconds")
+    cache_ttl: float = Field(default=5.0, ge=0, description="in-process cache TTL, seconds")
+    cache_size: int = Field(default=10_000, ge=1)
+    negative_ttl: float = Field(default=5.0, ge=0, description="unknown-token TTL, seconds")
+    ownership_cache_ttl: float = Field(default=10.0, ge=0, description="seconds")
+
+
+class TimeoutSettings(_Section):
+    """``timeouts`` in seconds; there is no total timeout so streams may last."""
+
+    connect: float = Field(default=5.0, gt=0)
+    read_idle: float = Field(default=300.0, gt=0)
+    probe: float = Field(default=5.0, gt=0)
+
+
+class LimitSettings(_Section):
+    """``limits`` in bytes."""
+
+    max_parsed_body: int = Field(default=1 << 20, ge=1024)
+    max_learned_response: int = Field(default=4 << 20, ge=1024)
+
+
+class AccessSettings(_Section):
+    """``access``: asynchronous recording of who opened which share."""
+
+    flush_interval: float = Field(default=1.0, gt=0, description="seconds")
+    max_pending: int = Field(default=100_000, ge=1, description="distinct (share, user) pairs")
+    batch_size: int = Field(default=500, ge=1)
+
+
+class LogSettings(_Section):
+    """``log``: level and renderer (``auto`` = console on a TTY, JSON otherwise)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` / ``:port`` / ``[v6]:port`` → ``(host, port)``; raises ``ValueError``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be host:port")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - a listener binds where it is told
+    return host, int(port)
+
+
+STORE_SCHEMES = ("sqlite", "postgresql", "postgres")
+REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel")
+
+
+class Settings(BaseSettings):
+    """All settings. Keys match DESIGN.md; see ``share-gateway check-config --help``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTING,
+        frozen=True,
+        extra="forbid",
+    )
+
+    listen: str = "0.0.0.0:8080"  # noqa: S104
+    admin_listen: str = "0.0.0.0:9090"  # noqa: S104
+    upstream: str | None = None
+    profile: str = "kagent"
+    store: str = "sqlite:///share-gateway.db"
+    redis: str | None = None
+    public_url: str | None = None
+    trusted_proxies: NetworkList = Field(default_factory=list)
+    shutdown_grace: float = Field(default=20.0, ge=0, description="seconds")
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    shares: SharesSettings = Field(default_factory=SharesSettings)
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("listen", "admin_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("upstream", "public_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in STORE_SCHEMES:
+            raise ValueError(
+                "must be sqlite:///relative.db, sqlite:////absolute.db or postgresql://…"
+            )
+        return value
+
+    @field_validator("redis")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in REDIS_SCHEMES:
+            raise ValueError("must be a redis://, rediss:// or redis+sentinel:// URL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: CLI flags (init) > environment > YAML file > defaults.
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+    @property
+    def admin_address(self) -> tuple[str, int]:
+        return parse_listen(self.admin_listen)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as plain data with every secret masked."""
+        data = self.model_dump(mode="json")
+        for key in ("store", "redis"):
+            if data.get(key):
+                data[key] = redact_url(data[key])
+        if data["auth"]["jwt"]["secret"] is not None:
+            data["auth"]["jwt"]["secret"] = "***"
+        return data
+
+
+def redact_url(url: str) -> str:
+    """Mask the password in a URL (``postgresql://u:***@host/db``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def leaf_keys(model: type[BaseModel] = Settings, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every settable key as ``("auth.jwt.secret", description)``, for CLI flags and docs."""
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        key = f"{prefix}{name}"
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from leaf_keys(annotation, f"{key}.")
+        else:
+            yield key, info.description or ""
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = nested
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return nested
+
+
+def _unknown_env(environ: Mapping[str, str]) -> list[str]:
+    known = {k.replace(".", ENV_NESTING).upper() for k, _ in leaf_keys()}
+    known |= {k.split(".")[0].upper() for k, _ in leaf_keys()}
+    problems = []
+    for name in environ:
+        if name.startswith(ENV_PREFIX) and not name.startswith(ENV_PREFIX + "TEST_"):
+            rest = name[len(ENV_PREFIX) :]
+            if rest not in known and rest != "CONFIG":
+                problems.append(f"{name}: unknown setting")
+    return problems
+
+
+def load(
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    require_upstream: bool = False,
+) -> Settings:
+    """Load and validate settings once.
+
+    ``config_file`` is a YAML file (default: ``$SHARE_GATEWAY_CONFIG`` if set);
+    ``overrides`` maps dotted keys (``"auth.mode"``) to values from CLI flags.
+    Raises ``ConfigError`` with every problem found, never a partial result.
+    """
+    if config_file is None:
+        config_file = os.environ.get(ENV_PREFIX + "CONFIG") or None
+    problems: list[str] = []
+    if config_file is not None and not Path(config_file).is_file():
+        raise ConfigError([f"config file {config_file}: not found"])
+    problems.extend(_unknown_env(os.environ))
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(yaml_file=config_file)
+
+    try:
+        settings: Settings = _FromFile(**_nest(overrides or {}))
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "config"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{loc}: {msg}")
+        raise ConfigError(problems) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed YAML
+        raise ConfigError([*problems, f"config file {config_file}: {exc}"]) from None
+    if require_upstream and settings.upstream is None:
+        problems.append("upstream: required (the agent server's base URL)")
+    if problems:
+        raise ConfigError(problems)
+    return settings

@@ -1,0 +1,136 @@
+"""Profile route table → ``RouteMatch`` (pure; compiled once at start-up)."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from gateway.errors import BadRequest
+from gateway.models import Locator, RouteMatch, RouteRule
+
+_PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+# Raw-path forms that different parsers decode differently; matching one path
+# while forwarding another is the bug class behind oauth2-proxy CVE-2025-54576.
+_AMBIGUOUS = re.compile(r"%2[fF]|%5[cC]|%00|%2[eE]|\\|[\x00-\x1f\x7f]")
+
+
+class RouteTableError(ValueError):
+    """A route table with overlapping rules that no specificity order resolves."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    rule: RouteRule
+    segments: tuple[str | None, ...]  # None = parameter
+    names: tuple[str | None, ...]
+    methods: frozenset[str]
+    specificity: tuple[int, ...]
+
+
+def _segments(path: str) -> list[str]:
+    parts = path.split("/")[1:]
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()  # a trailing slash is not significant for matching
+    return parts
+
+
+def _compile(rule: RouteRule) -> _Compiled:
+    segs: list[str | None] = []
+    names: list[str | None] = []
+    for part in _segments(rule.template):
+        m = _PARAM.match(part)
+        segs.append(None if m else part)
+        names.append(m.group(1) if m else None)
+    methods = set(rule.methods)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return _Compiled(
+        rule=rule,
+        segments=tuple(segs),
+        names=tuple(names),
+        methods=frozenset(methods),
+        specificity=tuple(0 if s is not None else 1 for s in segs),
+    )
+
+
+def _overlap(a: _Compiled, b: _Compiled) -> bool:
+    if len(a.segments) != len(b.segments):
+        return False
+    if a.methods and b.methods and not (a.methods & b.methods):
+        return False
+    return all(x is None or y is None or x == y for x, y in zip(a.segments, b.segments, strict=True))
+
+
+def _within(a: _Compiled, b: _Compiled) -> bool:
+    """Every path ``a`` matches, ``b`` matches too."""
+    return all(y is None or x == y for x, y in zip(a.segments, b.segments, strict=True))
+
+
+def canonical_path(raw_path: str) -> str:
+    """Return the raw (still percent-encoded) path, or raise ``BadRequest``.
+
+    Paths with encoded slashes/backslashes/dots, NULs, control characters or
+    dot segments are rejected, so the path that is matched is byte-for-byte the
+    path that is forwarded and no upstream can decode it into another route.
+    """
+    if not raw_path.startswith("/") or _AMBIGUOUS.search(raw_path):
+        raise BadRequest("ambiguous request path", reason_id="path_ambiguous")
+    for part in raw_path.split("/"):
+        if part in (".", ".."):
+            raise BadRequest("ambiguous request path", reason_id="path_ambiguous")
+    return raw_path
+
+
+class RouteTable:
+    """A compiled route table.
+
+    Overlapping rules are allowed only when one is strictly nested in the other
+    (every path of the inner rule is a path of the outer one); the inner, more
+    specific rule wins. Crossing or identical overlaps raise ``RouteTableError``
+    at start-up: ambiguity is a configuration error, never "first wins".
+    """
+
+    def __init__(self, rules: tuple[RouteRule, ...]) -> None:
+        compiled = [_compile(r) for r in rules]
+        problems = []
+        for i, a in enumerate(compiled):
+            for b in compiled[i + 1 :]:
+                if not _overlap(a, b):
+                    continue
+                nested = _within(a, b) != _within(b, a)
+                if not nested:
+                    problems.append(
+                        f"routes {a.rule.name!r} ({a.rule.template}) and {b.rule.name!r} "
+                        f"({b.rule.template}) match the same requests"
+                    )
+        if problems:
+            raise RouteTableError("; ".join(problems))
+        by_length: dict[int, list[_Compiled]] = defaultdict(list)
+        for c in sorted(compiled, key=lambda c: c.specificity):
+            by_length[len(c.segments)].append(c)
+        self._by_length = dict(by_length)
+        self.rules = rules
+
+    def match(self, method: str, raw_path: str) -> RouteMatch:
+        """Match ``method`` and a canonical raw path; parameters come back percent-decoded."""
+        parts = _segments(raw_path)
+        for c in self._by_length.get(len(parts), ()):
+            if c.methods and method not in c.methods:
+                continue
+            if all(s is None or s == p for s, p in zip(c.segments, parts, strict=True)):
+                params = {
+                    n: unquote(p) for n, p in zip(c.names, parts, strict=True) if n is not None
+                }
+                if any(v == "" for v in params.values()):
+                    continue
+                return RouteMatch(c.rule, params)
+        return RouteMatch(None)
+
+    def session_param(self, match: RouteMatch) -> str | None:
+        """The session id a PATH-located route names, if any."""
+        rule = match.rule
+        if rule is None or rule.locator is not Locator.PATH or rule.param is None:
+            return None
+        return match.params.get(rule.param)

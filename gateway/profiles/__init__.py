@@ -1,0 +1,110 @@
+"""Profiles: route tables and per-server settings shipped as YAML data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.models import Action, Locator, RouteRule
+
+HOOKS = frozenset({"agent_card"})
+OWNERSHIP_MODES = frozenset({"upstream-probe", "gateway-recorded"})
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; ``problems`` lists every issue found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A loaded profile: the route table and how session ownership is established."""
+
+    name: str
+    rules: tuple[RouteRule, ...]
+    ownership_mode: str
+    probe_method: str
+    probe_path: str
+    identity_header: str
+    share_url: str | None
+
+
+def _rule(index: int, raw: Any, problems: list[str]) -> RouteRule | None:
+    where = f"routes[{index}]"
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: must be a mapping")
+        return None
+    try:
+        action = Action(raw.get("action"))
+        locator = Locator(raw.get("session", "none"))
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    if action is Action.UNMATCHED:
+        problems.append(f"{where}: action 'unmatched' is reserved")
+        return None
+    path = raw.get("path")
+    if not isinstance(path, str) or not path.startswith("/"):
+        problems.append(f"{where}: path must start with '/'")
+        return None
+    param = raw.get("param")
+    if locator in (Locator.PATH, Locator.TASK) and f"{{{param}}}" not in path:
+        problems.append(f"{where}: session {locator.value} needs param naming a path parameter")
+    if locator is Locator.QUERY and not param:
+        problems.append(f"{where}: session query needs param")
+    hooks = frozenset(raw.get("hooks", []))
+    if hooks - HOOKS:
+        problems.append(f"{where}: unknown hooks {sorted(hooks - HOOKS)}")
+    methods = frozenset(m.upper() for m in raw.get("methods", []))
+    return RouteRule(
+        name=str(raw.get("name", where)),
+        methods=methods,
+        template=path,
+        action=action,
+        locator=locator,
+        param=param,
+        hooks=hooks,
+    )
+
+
+def parse(data: Any) -> Profile:
+    """Build a ``Profile`` from decoded YAML; raises ``ProfileError`` listing every problem."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise ProfileError(["profile must be a mapping"])
+    rules = [_rule(i, raw, problems) for i, raw in enumerate(data.get("routes") or [])]
+    ownership = data.get("ownership") or {}
+    mode = ownership.get("mode", "gateway-recorded")
+    if mode not in OWNERSHIP_MODES:
+        problems.append(f"ownership.mode: must be one of {sorted(OWNERSHIP_MODES)}")
+    if problems:
+        raise ProfileError(problems)
+    return Profile(
+        name=str(data.get("name", "custom")),
+        rules=tuple(r for r in rules if r is not None),
+        ownership_mode=mode,
+        probe_method=str(ownership.get("probe_method", "GET")).upper(),
+        probe_path=str(ownership.get("probe_path", "/api/sessions/{session_id}")),
+        identity_header=str(data.get("upstream_identity_header", "X-User-Id")),
+        share_url=data.get("share_url"),
+    )
+
+
+def load(name_or_path: str) -> Profile:
+    """Load a shipped profile by name (``kagent``) or a YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        text = path.read_text()
+    else:
+        ref = resources.files(__package__).joinpath(f"{name_or_path}.yaml")
+        if not ref.is_file():
+            raise ProfileError([f"profile {name_or_path!r}: no such shipped profile or file"])
+        text = ref.read_text()
+    return parse(yaml.safe_load(text))

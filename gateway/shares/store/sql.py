@@ -1,0 +1,183 @@
+"""Queries shared by the SQL backends, written once with ``$n`` placeholders."""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from gateway.models import Share
+from gateway.shares.store.base import AccessRow, ShareStore, ShareSummary
+from gateway.shares.store.migrations import MIGRATIONS, VERSION_TABLE
+
+_SHARE_COLUMNS = (
+    "id, session_id, owner_id, read_only, label, token_prefix, created_at, expires_at, revoked_at"
+)
+
+
+def _share(row: Sequence[Any]) -> Share:
+    return Share(
+        id=row[0],
+        session_id=row[1],
+        owner_id=row[2],
+        read_only=bool(row[3]),
+        label=row[4],
+        token_prefix=row[5],
+        created_at=float(row[6]),
+        expires_at=None if row[7] is None else float(row[7]),
+        revoked_at=None if row[8] is None else float(row[8]),
+    )
+
+
+class Tx(abc.ABC):
+    """A transaction handle: the same three calls as the store, inside one transaction."""
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; return the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def fetch(self, sql: str, *args: Any) -> list[Sequence[Any]]:
+        """Run a query; return its rows."""
+
+
+class SqlStore(ShareStore):
+    """A ``ShareStore`` over any SQL driver that provides ``transaction()``.
+
+    ``GREATEST``/``LEAST`` are spelled per dialect (SQLite's are ``max``/``min``).
+    """
+
+    greatest = "GREATEST"
+    least = "LEAST"
+
+    @abc.abstractmethod
+    def transaction(self, *, write: bool = False) -> AbstractAsyncContextManager[Tx]:
+        """A transaction; driver errors inside are raised as ``StoreError``."""
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Sequence[Any]]:
+        async with self.transaction() as tx:
+            return await tx.fetch(sql, *args)
+
+    async def migrate(self) -> list[int]:
+        applied: list[int] = []
+        async with self.transaction(write=True) as tx:
+            await tx.execute(VERSION_TABLE)
+            done = {row[0] for row in await tx.fetch("SELECT version FROM share_gateway_schema")}
+            for version, statements in MIGRATIONS:
+                if version in done:
+                    continue
+                for statement in statements:
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO share_gateway_schema (version, applied_at) VALUES ($1, $2)",
+                    version,
+                    time.time(),
+                )
+                applied.append(version)
+        return applied
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
+
+    async def create_share(self, share: Share, token_hash: str) -> None:
+        async with self.transaction(write=True) as tx:
+            await tx.execute(
+                "INSERT INTO shares (id, token_hash, token_prefix, session_id, owner_id,"
+                " read_only, label, created_at, expires_at, revoked_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                share.id,
+                token_hash,
+                share.token_prefix,
+                share.session_id,
+                share.owner_id,
+                share.read_only,
+                share.label,
+                share.created_at,
+                share.expires_at,
+                share.revoked_at,
+            )
+
+    async def share_by_token_hash(self, token_hash: str) -> Share | None:
+        rows = await self._fetch(
+            f"SELECT {_SHARE_COLUMNS} FROM shares WHERE token_hash = $1", token_hash
+        )
+        return _share(rows[0]) if rows else None
+
+    async def share_by_id(self, share_id: str) -> Share | None:
+        rows = await self._fetch(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = $1", share_id)
+        return _share(rows[0]) if rows else None
+
+    async def token_hash_of(self, share_id: str) -> str | None:
+        rows = await self._fetch("SELECT token_hash FROM shares WHERE id = $1", share_id)
+        return str(rows[0][0]) if rows else None
+
+    async def list_shares(self, session_id: str, owner_id: str) -> list[ShareSummary]:
+        rows = await self._fetch(
+            f"SELECT {', '.join('s.' + c.strip() for c in _SHARE_COLUMNS.split(','))},"
+            " COUNT(a.user_id), COALESCE(SUM(a.access_count), 0), MAX(a.last_accessed_at)"
+            " FROM shares s LEFT JOIN share_access a ON a.share_id = s.id"
+            " WHERE s.session_id = $1 AND s.owner_id = $2"
+            " GROUP BY s.id ORDER BY s.created_at DESC, s.id",
+            session_id,
+            owner_id,
+        )
+        return [
+            ShareSummary(
+                share=_share(row),
+                viewers=int(row[9]),
+                access_count=int(row[10]),
+                last_accessed_at=None if row[11] is None else float(row[11]),
+            )
+            for row in rows
+        ]
+
+    async def revoke(self, share_id: str, at: float) -> bool:
+        async with self.transaction(write=True) as tx:
+            changed = await tx.execute(
+                "UPDATE shares SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                at,
+                share_id,
+            )
+        return changed > 0
+
+    async def record_access(self, rows: list[AccessRow]) -> None:
+        if not rows:
+            return
+        sql = (
+            "INSERT INTO share_access (share_id, user_id, first_accessed_at,"
+            " last_accessed_at, access_count) SELECT $1, $2, $3, $4, $5"
+            " WHERE EXISTS (SELECT 1 FROM shares WHERE id = $1)"
+            " ON CONFLICT (share_id, user_id) DO UPDATE SET"
+            f" first_accessed_at = {self.least}(share_access.first_accessed_at,"
+            " excluded.first_accessed_at),"
+            f" last_accessed_at = {self.greatest}(share_access.last_accessed_at,"
+            " excluded.last_accessed_at),"
+            " access_count = share_access.access_count + excluded.access_count"
+        )
+        async with self.transaction(write=True) as tx:
+            for r in rows:
+                await tx.execute(
+                    sql, r.share_id, r.user_id, r.first_accessed_at, r.last_accessed_at,
+                    r.access_count,
+                )
+
+    async def session_owner(self, session_id: str) -> str | None:
+        rows = await self._fetch(
+            "SELECT owner_id FROM session_owners WHERE session_id = $1", session_id
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def set_session_owner(self, session_id: str, owner_id: str, at: float) -> bool:
+        async with self.transaction(write=True) as tx:
+            changed = await tx.execute(
+                "INSERT INTO session_owners (session_id, owner_id, created_at)"
+                " VALUES ($1, $2, $3) ON CONFLICT (session_id) DO NOTHING",
+                session_id,
+                owner_id,
+                at,
+            )
+        return changed > 0
+
+
