@@ -195,8 +195,8 @@ class Settings(BaseSettings):
         extra="forbid",
     )
 
-    listen: str = "0.0.0.0:8080"  # noqa: S104
-    admin_listen: str = "0.0.0.0:9090"  # noqa: S104
+    listen: str = "0.0.0.0:8080"
+    admin_listen: str = "0.0.0.0:9090"
     upstream: str | None = None
     profile: str = "kagent"
     store: str = "sqlite:///share-gateway.db"
@@ -234,9 +234,7 @@ class Settings(BaseSettings):
     def _store(cls, value: str) -> str:
         scheme = urlsplit(value).scheme
         if scheme not in STORE_SCHEMES:
-            raise ValueError(
-                "must be sqlite:///relative.db, sqlite:////absolute.db or postgresql://…"
-            )
+            raise ValueError("must be sqlite:///relative.db, sqlite:////absolute.db or postgresql://…")
         return value
 
     @field_validator("redis")

@@ -1,4 +1,4 @@
-"""The gateway's error hierarchy: each error carries an HTTP status, a stable reason id and a public message."""
+"""The error hierarchy: each error carries an HTTP status, a stable reason id and a public message."""
 
 from __future__ import annotations
 

@@ -3,38 +3,39 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from gateway.errors import JsonRpcError
 from gateway.models import A2ACall, Action
 
-# method → (A2A version, action, where the ids are)
-# Sources: A2A v0.3 spec §7 (JSON-RPC methods) and v1.0 §9 (JSON-RPC binding).
-_MESSAGE, _TASK, _LIST, _CONFIG, _NONE = "message", "task", "list", "config", "none"
-METHODS: dict[str, tuple[str, Action, str]] = {
-    "message/send": ("0.3", Action.WRITE, _MESSAGE),
-    "message/stream": ("0.3", Action.WRITE, _MESSAGE),
-    "tasks/get": ("0.3", Action.READ, _TASK),
-    "tasks/cancel": ("0.3", Action.WRITE, _TASK),
-    "tasks/resubscribe": ("0.3", Action.READ, _TASK),
-    "tasks/pushNotificationConfig/set": ("0.3", Action.WRITE, _CONFIG),
-    "tasks/pushNotificationConfig/get": ("0.3", Action.READ, _TASK),
-    "tasks/pushNotificationConfig/list": ("0.3", Action.READ, _TASK),
-    "tasks/pushNotificationConfig/delete": ("0.3", Action.WRITE, _TASK),
-    "agent/getAuthenticatedExtendedCard": ("0.3", Action.READ, _NONE),
-    "SendMessage": ("1.0", Action.WRITE, _MESSAGE),
-    "SendStreamingMessage": ("1.0", Action.WRITE, _MESSAGE),
-    "GetTask": ("1.0", Action.READ, _TASK),
-    "ListTasks": ("1.0", Action.READ, _LIST),
-    "CancelTask": ("1.0", Action.WRITE, _TASK),
-    "SubscribeToTask": ("1.0", Action.READ, _TASK),
-    "CreateTaskPushNotificationConfig": ("1.0", Action.WRITE, _CONFIG),
-    "GetTaskPushNotificationConfig": ("1.0", Action.READ, _CONFIG),
-    "ListTaskPushNotificationConfig": ("1.0", Action.READ, _CONFIG),
-    "ListTaskPushNotificationConfigs": ("1.0", Action.READ, _CONFIG),
-    "DeleteTaskPushNotificationConfig": ("1.0", Action.WRITE, _CONFIG),
-    "GetExtendedAgentCard": ("1.0", Action.READ, _NONE),
+# method → (A2A version, action, where the ids are, which params name the task)
+# Sources: A2A v0.3 spec §7 (JSON-RPC methods) and v1.0 §9 (JSON-RPC binding);
+# a2a-sdk 1.x serves both on one endpoint (enable_v0_3_compat).
+_MESSAGE, _TASK, _LIST, _NONE = "message", "task", "list", "none"
+_ID, _TASK_ID = ("id",), ("taskId",)
+METHODS: dict[str, tuple[str, Action, str, tuple[str, ...]]] = {
+    "message/send": ("0.3", Action.WRITE, _MESSAGE, ()),
+    "message/stream": ("0.3", Action.WRITE, _MESSAGE, ()),
+    "tasks/get": ("0.3", Action.READ, _TASK, _ID),
+    "tasks/cancel": ("0.3", Action.WRITE, _TASK, _ID),
+    "tasks/resubscribe": ("0.3", Action.READ, _TASK, _ID),
+    "tasks/pushNotificationConfig/set": ("0.3", Action.WRITE, _TASK, _TASK_ID),
+    "tasks/pushNotificationConfig/get": ("0.3", Action.READ, _TASK, _ID),
+    "tasks/pushNotificationConfig/list": ("0.3", Action.READ, _TASK, _ID),
+    "tasks/pushNotificationConfig/delete": ("0.3", Action.WRITE, _TASK, _ID),
+    "agent/getAuthenticatedExtendedCard": ("0.3", Action.READ, _NONE, ()),
+    "SendMessage": ("1.0", Action.WRITE, _MESSAGE, ()),
+    "SendStreamingMessage": ("1.0", Action.WRITE, _MESSAGE, ()),
+    "GetTask": ("1.0", Action.READ, _TASK, _ID),
+    "ListTasks": ("1.0", Action.READ, _LIST, ()),
+    "CancelTask": ("1.0", Action.WRITE, _TASK, _ID),
+    "SubscribeToTask": ("1.0", Action.READ, _TASK, _ID),
+    "CreateTaskPushNotificationConfig": ("1.0", Action.WRITE, _TASK, _TASK_ID),
+    "GetTaskPushNotificationConfig": ("1.0", Action.READ, _TASK, _TASK_ID),
+    "ListTaskPushNotificationConfig": ("1.0", Action.READ, _TASK, _TASK_ID),
+    "ListTaskPushNotificationConfigs": ("1.0", Action.READ, _TASK, _TASK_ID),
+    "DeleteTaskPushNotificationConfig": ("1.0", Action.WRITE, _TASK, _TASK_ID),
+    "GetExtendedAgentCard": ("1.0", Action.READ, _NONE, ()),
 }
 GET_TASK = {"0.3": "tasks/get", "1.0": "GetTask"}
 # snake_case spellings some parsers accept as aliases: with a share token a body
@@ -43,9 +44,7 @@ _SNAKE_TWINS = frozenset({"context_id", "task_id", "reference_task_ids", "task_i
 
 
 def _invalid(message: str, request_id: Any = None, code: int = -32600) -> JsonRpcError:
-    return JsonRpcError(
-        message, code=code, request_id=request_id, reason_id="a2a_malformed", status=400
-    )
+    return JsonRpcError(message, code=code, request_id=request_id, reason_id="a2a_malformed", status=400)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -102,7 +101,7 @@ def parse_call(raw: bytes, *, strict: bool) -> A2ACall | None:
     entry = METHODS.get(method)
     if entry is None:
         return None
-    version, action, shape = entry
+    version, action, shape, task_keys = entry
     params = body.get("params", {})
     if not isinstance(params, dict):
         raise _invalid("params must be an object", request_id, -32602)
@@ -124,14 +123,11 @@ def parse_call(raw: bytes, *, strict: bool) -> A2ACall | None:
         task_ids.extend(s for r in refs if (s := _str_id(r, "referenceTaskIds[]", request_id)))
     elif shape == _LIST:
         context_id = _str_id(params.get("contextId"), "contextId", request_id)
-    elif shape in (_TASK, _CONFIG):
-        keys = ("id",) if shape == _TASK else ("taskId",)
-        if version == "1.0" or shape == _CONFIG:
-            keys = ("id", "taskId")
-        named = {v for k in keys if (v := _str_id(params.get(k), k, request_id))}
-        if len(named) > 1:
-            raise _invalid("request names more than one task", request_id, -32602)
-        task_ids.extend(named)
+    elif shape == _TASK:
+        task_id = _str_id(params.get(task_keys[0]), task_keys[0], request_id)
+        if task_id is None:
+            raise _invalid(f"params.{task_keys[0]} is required", request_id, -32602)
+        task_ids.append(task_id)
     return A2ACall(
         method=method,
         version=version,
@@ -159,49 +155,103 @@ def with_initiated_by(call: A2ACall, accessor: str) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def get_task_body(version: str, task_id: str) -> bytes:
-    """A ``GetTask``/``tasks/get`` request for the binding fallback."""
-    method = GET_TASK.get(version, "GetTask")
-    request = {"jsonrpc": "2.0", "id": "share-gateway-binding", "method": method,
-               "params": {"id": task_id}}
-    return json.dumps(request).encode()
+def get_task_request(version: str, task_id: str) -> tuple[bytes, dict[str, str]]:
+    """Body and headers of a ``GetTask`` (v1.0) / ``tasks/get`` (v0.3) call for the binding fallback.
 
-
-def bindings_in(obj: Any, depth: int = 0) -> Iterator[tuple[str, str]]:
-    """Yield ``(task_id, context_id)`` pairs found in a JSON-RPC result or SSE event.
-
-    Recognises Task objects (``id`` + ``contextId`` + ``status``), and Messages
-    and status/artifact update events (``taskId`` + ``contextId``), in both v0.3
-    and v1.0 shapes, at any nesting depth up to 8.
+    a2a-sdk reads the protocol version from the ``A2A-Version`` header (absent = 0.3).
     """
-    if depth > 8:
-        return
-    if isinstance(obj, dict):
-        ctx = obj.get("contextId")
-        if isinstance(ctx, str) and ctx:
-            task = obj.get("taskId")
-            if isinstance(task, str) and task:
-                yield task, ctx
-            tid = obj.get("id")
-            if isinstance(tid, str) and tid and "status" in obj:
-                yield tid, ctx
-        for value in obj.values():
-            if isinstance(value, dict | list):
-                yield from bindings_in(value, depth + 1)
-    elif isinstance(obj, list):
-        for item in obj:
-            if isinstance(item, dict | list):
-                yield from bindings_in(item, depth + 1)
+    method = GET_TASK.get(version, "GetTask")
+    request = {
+        "jsonrpc": "2.0",
+        "id": "share-gateway-binding",
+        "method": method,
+        "params": {"id": task_id, "historyLength": 0},
+    }
+    headers = {"Content-Type": "application/json"}
+    if version != "0.3":
+        headers["A2A-Version"] = version
+    return json.dumps(request).encode(), headers
+
+
+def _binding(obj: dict[str, Any]) -> tuple[str, str] | None:
+    ctx = obj.get("contextId")
+    if not isinstance(ctx, str) or not ctx:
+        return None
+    task = obj.get("taskId")
+    if isinstance(task, str) and task:
+        return task, ctx  # Message, status-update or artifact-update event
+    tid = obj.get("id")
+    if isinstance(tid, str) and tid and isinstance(obj.get("status"), dict):
+        return tid, ctx  # Task
+    return None
+
+
+def bindings_in(root: Any) -> list[tuple[str, str]]:
+    """``(task_id, context_id)`` pairs in a JSON-RPC ``result`` (or a REST body's ``data``).
+
+    Only structural positions are read: the root object, its direct object
+    values (v1.0 wrappers ``task``/``message``/``statusUpdate``/``artifactUpdate``)
+    and the objects in its direct lists (``ListTasks``' ``tasks``). Nothing
+    deeper: artifact data parts are agent output a user can influence, and must
+    never be able to bind a task to a context.
+    """
+    objects: list[Any] = root if isinstance(root, list) else [root]
+    if isinstance(root, dict):
+        for value in root.values():
+            if isinstance(value, dict):
+                objects.append(value)
+            elif isinstance(value, list):
+                objects.extend(value)
+    found = []
+    for obj in objects:
+        if isinstance(obj, dict) and (pair := _binding(obj)) is not None:
+            found.append(pair)
+    return found
 
 
 def bindings_in_json(raw: bytes) -> list[tuple[str, str]]:
-    """Bindings in a JSON body; malformed JSON yields none (the client sees it as-is)."""
+    """Bindings in a JSON-RPC response or a kagent REST envelope; malformed JSON yields none."""
     try:
         body = json.loads(raw)
     except ValueError:
         return []
-    result = body.get("result") if isinstance(body, dict) else None
-    return list(bindings_in(result))
+    if not isinstance(body, dict):
+        return []
+    root = body.get("result") if "jsonrpc" in body else body.get("data")
+    return bindings_in(root)
+
+
+def rewrite_agent_card(raw: bytes, endpoint: str) -> bytes | None:
+    """Point an agent card's JSON-RPC interfaces at ``endpoint`` (the gateway's URL).
+
+    Handles the v1.0 shape (``supportedInterfaces[].url`` with
+    ``protocolBinding``) and the v0.3 shape (top-level ``url`` with
+    ``preferredTransport``, ``additionalInterfaces[].url`` with ``transport``).
+    Interfaces of other bindings (gRPC, HTTP+JSON) are removed: the gateway
+    authorizes A2A JSON-RPC only, and a client must not be sent around it.
+    Returns ``None`` if the body is not a JSON object.
+    """
+    try:
+        card = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(card, dict):
+        return None
+
+    def jsonrpc(iface: Any, key: str) -> bool:
+        return isinstance(iface, dict) and str(iface.get(key, "JSONRPC")).upper() == "JSONRPC"
+
+    for field, binding_key in (
+        ("supportedInterfaces", "protocolBinding"),
+        ("additionalInterfaces", "transport"),
+    ):
+        interfaces = card.get(field)
+        if isinstance(interfaces, list):
+            card[field] = [{**iface, "url": endpoint} for iface in interfaces if jsonrpc(iface, binding_key)]
+    if "url" in card:
+        card["url"] = endpoint
+        card["preferredTransport"] = "JSONRPC"
+    return json.dumps(card, separators=(",", ":")).encode()
 
 
 class SseScanner:
@@ -237,8 +287,3 @@ class SseScanner:
                 self._data.append(value[1:] if value.startswith(b" ") else value)
         self._buf = rest if len(rest) <= self._limit else b""
         return events
-
-
-def bindings_in_sse_event(data: bytes) -> list[tuple[str, str]]:
-    """Bindings in one SSE event's data (a JSON-RPC response per A2A §7.2)."""
-    return bindings_in_json(data)

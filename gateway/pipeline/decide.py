@@ -43,8 +43,7 @@ def decide(
     """
     if not token_present:
         if caller.user_id is None and action is not Action.PUBLIC:
-            return Decision(Outcome.DENY, "identity_missing", status=401,
-                            message="authentication required")
+            return Decision(Outcome.DENY, "identity_missing", status=401, message="authentication required")
         return Decision(Outcome.AS_CALLER, "no_share_token", effective_user=caller.user_id)
     if action not in SESSION_ACTIONS:
         if action is Action.PUBLIC:
@@ -58,7 +57,6 @@ def decide(
     if target.session_id != share.session_id:
         return _as_caller(caller, "share_other_session")
     if action is Action.WRITE and share.read_only:
-        return Decision(Outcome.DENY, "share_read_only", share=share, status=403,
-                        message=READ_ONLY_MESSAGE)
+        return Decision(Outcome.DENY, "share_read_only", share=share, status=403, message=READ_ONLY_MESSAGE)
     reason = "share_write" if action is Action.WRITE else "share_read"
     return Decision(Outcome.AS_OWNER, reason, effective_user=share.owner_id, share=share)

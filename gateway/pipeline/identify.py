@@ -90,9 +90,7 @@ def _single(headers: CIMultiDictProxy[str], name: str) -> str | None:
     return values[0] if values else None
 
 
-def extract_share_token(
-    request: web.Request, shares: SharesSettings
-) -> tuple[str | None, str]:
+def extract_share_token(request: web.Request, shares: SharesSettings) -> tuple[str | None, str]:
     """Return ``(token, query)`` where ``query`` is the raw query string to forward.
 
     The token comes from ``X-Share-Token`` or, when ``shares.allow_query_param``

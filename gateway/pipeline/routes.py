@@ -120,9 +120,7 @@ class RouteTable:
             if c.methods and method not in c.methods:
                 continue
             if all(s is None or s == p for s, p in zip(c.segments, parts, strict=True)):
-                params = {
-                    n: unquote(p) for n, p in zip(c.names, parts, strict=True) if n is not None
-                }
+                params = {n: unquote(p) for n, p in zip(c.names, parts, strict=True) if n is not None}
                 if any(v == "" for v in params.values()):
                     continue
                 return RouteMatch(c.rule, params)

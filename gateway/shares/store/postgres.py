@@ -31,7 +31,7 @@ class _PgTx(Tx):
 
 
 class PostgresStore(SqlStore):
-    """PostgreSQL store for ``postgresql://user:pass@host:port/db`` (pool of 1–10, 5 s timeouts)."""
+    """PostgreSQL store for ``postgresql://user:pass@host:port/db`` (pool of 1 to 10, 5 s timeouts)."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self._url = url

@@ -100,9 +100,7 @@ class SqlStore(ShareStore):
             )
 
     async def share_by_token_hash(self, token_hash: str) -> Share | None:
-        rows = await self._fetch(
-            f"SELECT {_SHARE_COLUMNS} FROM shares WHERE token_hash = $1", token_hash
-        )
+        rows = await self._fetch(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE token_hash = $1", token_hash)
         return _share(rows[0]) if rows else None
 
     async def share_by_id(self, share_id: str) -> Share | None:
@@ -159,14 +157,16 @@ class SqlStore(ShareStore):
         async with self.transaction(write=True) as tx:
             for r in rows:
                 await tx.execute(
-                    sql, r.share_id, r.user_id, r.first_accessed_at, r.last_accessed_at,
+                    sql,
+                    r.share_id,
+                    r.user_id,
+                    r.first_accessed_at,
+                    r.last_accessed_at,
                     r.access_count,
                 )
 
     async def session_owner(self, session_id: str) -> str | None:
-        rows = await self._fetch(
-            "SELECT owner_id FROM session_owners WHERE session_id = $1", session_id
-        )
+        rows = await self._fetch("SELECT owner_id FROM session_owners WHERE session_id = $1", session_id)
         return str(rows[0][0]) if rows else None
 
     async def set_session_owner(self, session_id: str, owner_id: str, at: float) -> bool:
@@ -179,5 +179,3 @@ class SqlStore(ShareStore):
                 at,
             )
         return changed > 0
-
-

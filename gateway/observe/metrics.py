@@ -1,0 +1,86 @@
+"""Every Prometheus metric the gateway exports, in one registry (prefix ``share_gateway_``).
+
+Labels are bounded: route templates, methods, status classes, decisions and
+reason ids. Never tokens, user ids or raw paths.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+
+from gateway import __version__
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+_P = "share_gateway_"
+
+REQUESTS = Counter(
+    _P + "requests_total",
+    "Requests handled, by route template, method, status class and decision.",
+    ["route", "method", "status_class", "decision"],
+    registry=REGISTRY,
+)
+REQUEST_DURATION = Histogram(
+    _P + "request_duration_seconds",
+    "Time from request received to response headers sent (streams: to first byte).",
+    ["route", "decision"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(_P + "requests_in_flight", "Requests being handled.", registry=REGISTRY)
+DECISIONS = Counter(_P + "decisions_total", "Decisions by reason id.", ["reason_id"], registry=REGISTRY)
+UPSTREAM_DURATION = Histogram(
+    _P + "upstream_request_duration_seconds",
+    "Time until the upstream's response headers arrived.",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+UPSTREAM_ERRORS = Counter(
+    _P + "upstream_errors_total",
+    "Upstream failures by kind (unreachable, timeout, stream_aborted).",
+    ["kind"],
+    registry=REGISTRY,
+)
+SHARE_LOOKUPS = Counter(
+    _P + "share_lookups_total",
+    "Share token lookups by tier (l1, redis, store) and result (hit, miss, negative, error).",
+    ["tier", "result"],
+    registry=REGISTRY,
+)
+ACCESS_RECORDS = Counter(
+    _P + "access_records_total",
+    "Share access records by result (queued, written, dropped, retried).",
+    ["result"],
+    registry=REGISTRY,
+)
+ACCESS_QUEUE_DEPTH = Gauge(
+    _P + "access_queue_depth", "Distinct (share, user) pairs awaiting write.", registry=REGISTRY
+)
+OPEN_STREAMS = Gauge(
+    _P + "open_streams", "Streaming (SSE/chunked) responses being relayed.", registry=REGISTRY
+)
+DEPENDENCY_UP = Gauge(
+    _P + "dependency_up",
+    "1 if a dependency (store, redis, upstream) answered its last probe.",
+    ["dependency"],
+    registry=REGISTRY,
+)
+BUILD = Info(_P + "build", "Build information.", registry=REGISTRY)
+BUILD.info({"version": __version__})
+
+
+def status_class(status: int) -> str:
+    """``404`` → ``"4xx"``."""
+    return f"{status // 100}xx"
+
+
+def exposition() -> bytes:
+    """The registry in Prometheus text format."""
+    return generate_latest(REGISTRY)

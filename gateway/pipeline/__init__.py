@@ -1,0 +1,407 @@
+"""The request pipeline: identify → share token → route → [A2A] → share → decide → forward → learn."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import structlog
+from aiohttp import web
+from cachetools import TTLCache
+from multidict import CIMultiDict
+
+from gateway.config import Network, SharesSettings
+from gateway.errors import (
+    GatewayError,
+    JsonRpcError,
+    PayloadTooLarge,
+    Unauthenticated,
+)
+from gateway.models import (
+    A2ACall,
+    Action,
+    Caller,
+    Decision,
+    Locator,
+    Outcome,
+    RouteMatch,
+    Share,
+    Target,
+)
+from gateway.observe import metrics
+from gateway.pipeline import a2a
+from gateway.pipeline.decide import SESSION_ACTIONS, decide
+from gateway.pipeline.forward import (
+    CHUNK,
+    Forwarder,
+    StreamAborted,
+    is_json,
+    is_sse,
+    read_capped,
+    relay,
+)
+from gateway.pipeline.identify import (
+    WWW_AUTHENTICATE,
+    Identifier,
+    extract_share_token,
+    in_networks,
+    peer_address,
+    token_hash,
+)
+from gateway.pipeline.outbound import response_headers, upstream_headers
+from gateway.pipeline.routes import RouteTable, canonical_path
+from gateway.profiles import Profile
+from gateway.shares import tokens
+from gateway.shares.access import AccessRecorder
+from gateway.shares.api import ShareApi
+from gateway.shares.cache import ShareCache, TaskBindings
+
+access_log = structlog.get_logger("gateway.access")
+ANONYMOUS = Caller(None, "anonymous")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+MAX_TASK_IDS = 16  # per request; more cannot be attributed to one session
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the access log line and metrics report about one request (filled as it goes)."""
+
+    request_id: str
+    method: str
+    route: str = "unmatched"
+    decision: str = "none"
+    reason_id: str = "none"
+    caller: str | None = None
+    share_id: str | None = None
+    upstream_status: int | None = None
+    upstream_ms: float | None = None
+    rpc_id: Any = None
+    a2a_route: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """Everything a request needs, built once at start-up by ``app.create_app``."""
+
+    identifier: Identifier
+    routes: RouteTable
+    profile: Profile
+    shares: SharesSettings
+    cache: ShareCache
+    bindings: TaskBindings
+    recorder: AccessRecorder
+    forwarder: Forwarder
+    share_api: ShareApi
+    trusted_proxies: tuple[Network, ...]
+    max_parsed_body: int
+    max_learned_response: int
+    public_url: str | None
+    _unbound: TTLCache[tuple[str, str], bool] = field(
+        default_factory=lambda: TTLCache(maxsize=10_000, ttl=10)
+    )
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """aiohttp handler: every request on the main listener comes here."""
+        started = time.perf_counter()
+        rid = request.headers.get("X-Request-Id", "")
+        ex = Exchange(
+            rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex,
+            request.method if request.method in _METHODS else "OTHER",
+        )
+        metrics.IN_FLIGHT.inc()
+        status = 500
+        try:
+            response = await self._handle(request, ex)
+            status = response.status
+            return response
+        except GatewayError as err:
+            ex.decision = ex.decision if ex.decision != "none" else Outcome.DENY.value
+            ex.reason_id = err.reason_id
+            if ex.a2a_route:
+                err = JsonRpcError.from_error(err, ex.rpc_id)
+            status = err.status
+            return web.json_response(
+                err.body(), status=err.status, headers={**err.headers, "X-Request-Id": ex.request_id}
+            )
+        except StreamAborted as exc:
+            ex.reason_id = "upstream_stream_aborted"
+            ex.extra["error"] = str(exc)
+            raise
+        finally:
+            metrics.IN_FLIGHT.dec()
+            elapsed = time.perf_counter() - started
+            metrics.REQUESTS.labels(ex.route, ex.method, metrics.status_class(status), ex.decision).inc()
+            metrics.REQUEST_DURATION.labels(ex.route, ex.decision).observe(elapsed)
+            metrics.DECISIONS.labels(ex.reason_id).inc()
+            access_log.info(
+                "request",
+                request_id=ex.request_id,
+                method=ex.method,
+                route=ex.route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 3),
+                decision=ex.decision,
+                reason_id=ex.reason_id,
+                caller=ex.caller,
+                share_id=ex.share_id,
+                upstream_status=ex.upstream_status,
+                upstream_ms=ex.upstream_ms,
+                **ex.extra,
+            )
+
+    async def _handle(self, request: web.Request, ex: Exchange) -> web.StreamResponse:
+        path = canonical_path(request.raw_path.partition("?")[0])
+        match = self.routes.match(request.method, path)
+        ex.route = match.template
+        ex.a2a_route = match.rule is not None and match.rule.locator is Locator.A2A
+        token, query = extract_share_token(request, self.shares)
+        caller = await self._caller(request, match, token)
+        ex.caller = caller.label
+        if match.action is Action.SHARE_API:
+            assert match.rule is not None
+            assert match.rule.param is not None
+            ex.decision, ex.reason_id = "share_api", "share_api"
+            return await self.share_api.handle(
+                request, match.params[match.rule.param], match.params.get("share_ref"), caller
+            )
+        body, call, action = await self._a2a_call(request, match, token, ex)
+        share = await self._share(token, action)
+        now = time.time()
+        target = None
+        if share is not None and share.usable_at(now) and action in SESSION_ACTIONS:
+            target = await self._target(request, match, call, query, share)
+        decision = decide(
+            caller, token_present=token is not None, share=share, action=action, target=target, now=now
+        )
+        ex.decision, ex.reason_id = decision.outcome.value, decision.reason_id
+        ex.share_id = decision.share.id if decision.share else None
+        if decision.outcome is Outcome.DENY:
+            headers = WWW_AUTHENTICATE if decision.status == 401 else None
+            raise GatewayError(
+                decision.message, reason_id=decision.reason_id, status=decision.status, headers=headers
+            )
+        if decision.shared:
+            assert decision.share is not None
+            self.recorder.record(decision.share.id, caller.label, now)
+            if call is not None and call.has_message:
+                body = a2a.with_initiated_by(call, caller.label)
+        return await self._forward(request, ex, match, decision, caller, path, query, body)
+
+    async def _caller(self, request: web.Request, match: RouteMatch, token: str | None) -> Caller:
+        """The verified caller; anonymous only with a token and ``allow_anonymous``, or on public routes."""
+        caller = await self.identifier.identify(request)
+        if caller is not None:
+            return caller
+        if (token is not None and self.shares.allow_anonymous) or match.action is Action.PUBLIC:
+            return ANONYMOUS
+        raise Unauthenticated(headers=WWW_AUTHENTICATE)
+
+    async def _a2a_call(
+        self, request: web.Request, match: RouteMatch, token: str | None, ex: Exchange
+    ) -> tuple[bytes | None, A2ACall | None, Action]:
+        """With a share token on an A2A route, read and classify the JSON-RPC body."""
+        if not ex.a2a_route or token is None:
+            return None, None, match.action
+        body = await read_capped(request, self.max_parsed_body)
+        if body is None:
+            raise JsonRpcError(
+                "request body too large",
+                code=-32600,
+                request_id=None,
+                reason_id=PayloadTooLarge.reason_id,
+                status=413,
+            )
+        ex.rpc_id = a2a.request_id_of(body)
+        call = a2a.parse_call(body, strict=True)
+        if call is None:
+            return body, None, Action.UNMATCHED
+        ex.extra["a2a_method"] = call.method
+        return body, call, call.action
+
+    async def _share(self, token: str | None, action: Action) -> Share | None:
+        """The share a token names, only where the route can use one (may raise 503)."""
+        if token is None or action not in SESSION_ACTIONS or not tokens.plausible(token):
+            return None
+        return await self.cache.lookup(token_hash(token))
+
+    async def _target(
+        self,
+        request: web.Request,
+        match: RouteMatch,
+        call: A2ACall | None,
+        query: str,
+        share: Share,
+    ) -> Target:
+        """The session the request provably targets (DESIGN.md "A2A": contextId or task binding)."""
+        rule = match.rule
+        assert rule is not None
+        if rule.locator is Locator.PATH and rule.param:
+            return Target(match.params[rule.param])
+        if rule.locator is Locator.QUERY and rule.param:
+            values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == rule.param]
+            return Target(values[0]) if len(values) == 1 else Target(None, "share_no_target")
+        context: str | None = None
+        task_ids: tuple[str, ...] = ()
+        if rule.locator is Locator.TASK and rule.param:
+            task_ids = (match.params[rule.param],)
+        elif rule.locator is Locator.A2A and call is not None and call.session_scoped:
+            context, task_ids = call.context_id, call.task_ids
+        if len(task_ids) > MAX_TASK_IDS:
+            return Target(None, "share_too_many_tasks")
+        if context is not None and context != share.session_id:
+            return Target(context)  # provably another session: no need to look further
+        contexts = {context} if context else set()
+        for task_id in task_ids:
+            bound = await self.bindings.context_of(task_id)
+            if bound is None:
+                bound = await self._probe_binding(request, rule.locator, call, task_id, share)
+            if bound is None:
+                return Target(None, "share_task_unbound")
+            contexts.add(bound)
+        if not contexts:
+            return Target(None, "share_no_target")
+        if len(contexts) > 1:
+            return Target(None, "share_task_other_session")
+        return Target(contexts.pop())
+
+    async def _probe_binding(
+        self,
+        request: web.Request,
+        locator: Locator,
+        call: A2ACall | None,
+        task_id: str,
+        share: Share,
+    ) -> str | None:
+        """Ask the upstream, as the share's owner, which context a task belongs to.
+
+        A2A: ``GetTask`` on the same endpoint; REST task routes: the same GET.
+        The answer only teaches a binding; it is never returned to the caller.
+        Unknown tasks are remembered for 10 s so they cannot be used to flood
+        the upstream.
+        """
+        key = (share.owner_id, task_id)
+        if key in self._unbound:
+            return None
+        path = request.raw_path.partition("?")[0]
+        headers: CIMultiDict[str] = CIMultiDict({self.profile.identity_header: share.owner_id})
+        if locator is Locator.A2A and call is not None:
+            data, extra = a2a.get_task_request(call.version, task_id)
+            headers.update(extra)
+            method: str = "POST"
+        else:
+            data, method = None, "GET"
+        status, raw = await self.forwarder.fetch(
+            method, self.forwarder.url(path), headers, data, self.max_learned_response
+        )
+        pairs = a2a.bindings_in_json(raw) if 200 <= status < 300 else []
+        await self.bindings.learn(pairs)
+        bound = await self.bindings.context_of(task_id)
+        if bound is None:
+            self._unbound[key] = True
+        return bound
+
+    async def _forward(
+        self,
+        request: web.Request,
+        ex: Exchange,
+        match: RouteMatch,
+        decision: Decision,
+        caller: Caller,
+        path: str,
+        query: str,
+        body: bytes | None,
+    ) -> web.StreamResponse:
+        peer = peer_address(request)
+        headers = upstream_headers(
+            request.headers,
+            decision=decision,
+            caller=caller,
+            identity_header=self.profile.identity_header,
+            extra_strip=self.identifier.consumed_headers,
+            peer=peer,
+            peer_is_proxy=in_networks(peer, self.trusted_proxies),
+            scheme=request.scheme,
+            host=request.headers.get("Host"),
+            request_id=ex.request_id,
+            content_length=len(body) if body is not None else request.content_length,
+        )
+        rule = match.rule
+        learn = rule is not None and rule.locator in (Locator.A2A, Locator.TASK)
+        card = match.has_hook("agent_card")
+        if learn or card:
+            headers.popall("Accept-Encoding", None)  # bodies the gateway reads are not encoded
+        data: Any = body
+        if data is None and request.body_exists:
+            data = request.content.iter_chunked(CHUNK)
+        started = time.perf_counter()
+        url = self.forwarder.url(path, query)
+        async with self.forwarder.request(request.method, url, headers, data) as upstream:
+            ex.upstream_status = upstream.status
+            ex.upstream_ms = round((time.perf_counter() - started) * 1000, 3)
+            metrics.UPSTREAM_DURATION.labels(ex.route).observe(time.perf_counter() - started)
+            content_type = upstream.headers.get("Content-Type", "")
+            if card and upstream.status == 200 and is_json(content_type):
+                return await self._agent_card(request, ex, upstream, decision, path)
+            out = response_headers(upstream.headers, decision=decision, body_replaced=False)
+            out["X-Request-Id"] = ex.request_id
+            on_chunk: Callable[[bytes], Awaitable[None]] | None = None
+            buffered: list[bytes] = []
+            if learn and is_sse(content_type):
+                on_chunk = self._sse_learner()
+            elif learn and is_json(content_type):
+                on_chunk = self._json_collector(buffered)
+            response = await relay(request, upstream, out, on_chunk)
+            if buffered:
+                await self.bindings.learn(a2a.bindings_in_json(b"".join(buffered)))
+            return response
+
+    def _sse_learner(self) -> Callable[[bytes], Awaitable[None]]:
+        scanner = a2a.SseScanner(self.max_learned_response)
+
+        async def learn(chunk: bytes) -> None:
+            for event in scanner.feed(chunk):
+                await self.bindings.learn(a2a.bindings_in_json(event))
+
+        return learn
+
+    def _json_collector(self, parts: list[bytes]) -> Callable[[bytes], Awaitable[None]]:
+        budget = [self.max_learned_response]
+
+        async def collect(chunk: bytes) -> None:
+            budget[0] -= len(chunk)
+            if budget[0] >= 0:
+                parts.append(chunk)
+            elif parts:
+                parts.clear()  # too large to learn from: relay only
+
+        return collect
+
+    async def _agent_card(
+        self,
+        request: web.Request,
+        ex: Exchange,
+        upstream: Any,
+        decision: Decision,
+        path: str,
+    ) -> web.StreamResponse:
+        """Serve an agent card with its JSON-RPC interface URLs pointing at the gateway."""
+        raw = await upstream.content.read(self.max_learned_response)
+        prefix = path.split("/.well-known/", 1)[0] + "/"
+        base = self.public_url or f"{request.scheme}://{request.host}"
+        rewritten = a2a.rewrite_agent_card(raw, base + prefix)
+        out = response_headers(upstream.headers, decision=decision, body_replaced=True)
+        out["X-Request-Id"] = ex.request_id
+        out.popall("Content-Type", None)
+        return web.Response(
+            body=rewritten if rewritten is not None else raw,
+            status=upstream.status,
+            headers=out,
+            content_type="application/json",
+        )

@@ -1,0 +1,169 @@
+"""Pooled upstream client and the streaming relay (chunk by chunk, so SSE events flow as produced)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway.errors import UpstreamTimeout, UpstreamUnreachable
+from gateway.observe import metrics
+
+CHUNK = 64 * 1024
+
+
+class StreamAborted(Exception):
+    """The upstream failed after the response started; the client connection is cut."""
+
+
+class Forwarder:
+    """One pooled ``aiohttp.ClientSession`` to the upstream.
+
+    Timeouts (seconds): ``connect`` bounds connection set-up; ``read_idle``
+    bounds each wait for upstream bytes (headers or body). There is no total
+    timeout, so long SSE streams live as long as the upstream keeps talking.
+    The client never decompresses, follows redirects or keeps cookies: what the
+    upstream sends is what the client gets.
+    """
+
+    def __init__(self, upstream: str, *, connect: float, read_idle: float) -> None:
+        self._base = upstream.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect, sock_connect=connect, sock_read=read_idle
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def url(self, raw_path: str, raw_query: str = "") -> URL:
+        """Upstream URL for a raw (still encoded) path and query: never re-encoded."""
+        target = self._base + raw_path + (f"?{raw_query}" if raw_query else "")
+        return URL(target, encoded=True)
+
+    @asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        url: URL,
+        headers: CIMultiDict[str],
+        data: Any = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a request; yields the response once its headers arrived.
+
+        Raises ``UpstreamUnreachable`` (502) when the upstream cannot be reached
+        or drops the connection before answering, ``UpstreamTimeout`` (504) when
+        it does not answer in time.
+        """
+        assert self._session is not None, "Forwarder.start() was not called"
+        try:
+            response = await self._session.request(
+                method, url, headers=headers, data=data, allow_redirects=False
+            )
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+            raise UpstreamTimeout() from exc
+        except aiohttp.ClientError as exc:
+            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
+            raise UpstreamUnreachable() from exc
+        try:
+            yield response
+        finally:
+            response.release()
+
+    async def fetch(
+        self, method: str, url: URL, headers: CIMultiDict[str], data: bytes | None, limit: int
+    ) -> tuple[int, bytes]:
+        """A small request made by the gateway itself (ownership or binding probe).
+
+        Returns ``(status, body)``; the body is cut at ``limit`` bytes.
+        """
+        async with self.request(method, url, headers, data) as response:
+            try:
+                body = await response.content.read(limit)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise UpstreamUnreachable() from exc
+            return response.status, body
+
+
+async def relay(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    headers: CIMultiDict[str],
+    on_chunk: Callable[[bytes], None] | None = None,
+) -> web.StreamResponse:
+    """Relay the upstream body to the client as it arrives, without buffering.
+
+    ``on_chunk`` sees every chunk (for learning task bindings from SSE). If the
+    upstream fails mid-body, raises ``StreamAborted`` after the client's
+    connection is closed (the status line is already sent and cannot change).
+    """
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    streaming = "Content-Length" not in headers
+    await response.prepare(request)
+    if streaming:
+        metrics.OPEN_STREAMS.inc()
+    try:
+        if request.method != "HEAD":
+            try:
+                async for chunk in upstream.content.iter_any():
+                    if on_chunk is not None:
+                        on_chunk(chunk)
+                    await response.write(chunk)
+            except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                if isinstance(exc, aiohttp.ClientConnectionResetError | ConnectionResetError):
+                    raise  # the client went away: nothing left to tell anyone
+                metrics.UPSTREAM_ERRORS.labels("stream_aborted").inc()
+                if request.transport is not None:
+                    request.transport.close()
+                raise StreamAborted(type(exc).__name__) from exc
+        await response.write_eof()
+    finally:
+        if streaming:
+            metrics.OPEN_STREAMS.dec()
+    return response
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes | None:
+    """The whole request body, or ``None`` if it exceeds ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def is_json(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() in (
+        "application/json",
+        "application/a2a+json",
+    ) or content_type.split(";", 1)[0].strip().lower().endswith("+json")
+
+
+def is_sse(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+
+__all__ = ["Forwarder", "StreamAborted", "is_json", "is_sse", "read_capped", "relay"]
