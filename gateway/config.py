@@ -339,7 +339,7 @@ def load(
     problems.extend(_unknown_env(os.environ))
 
     class _FromFile(Settings):
-        model_config = SettingsConfigDict(yaml_file=config_file)
+        model_config = SettingsConfigDict(yaml_file=None if config_file is None else str(config_file))
 
     try:
         settings: Settings = _FromFile(**_nest(overrides or {}))

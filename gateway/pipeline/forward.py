@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -107,7 +107,7 @@ async def relay(
     request: web.Request,
     upstream: aiohttp.ClientResponse,
     headers: CIMultiDict[str],
-    on_chunk: Callable[[bytes], None] | None = None,
+    on_chunk: Callable[[bytes], Awaitable[None]] | None = None,
 ) -> web.StreamResponse:
     """Relay the upstream body to the client as it arrives, without buffering.
 
@@ -125,7 +125,7 @@ async def relay(
             try:
                 async for chunk in upstream.content.iter_any():
                     if on_chunk is not None:
-                        on_chunk(chunk)
+                        await on_chunk(chunk)
                     await response.write(chunk)
             except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
                 if isinstance(exc, aiohttp.ClientConnectionResetError | ConnectionResetError):

@@ -1,0 +1,194 @@
+"""Application assembly: resources in ``cleanup_ctx`` order, the pipeline, and the serve loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway import profiles
+from gateway.config import Settings
+from gateway.errors import DependencyUnavailable
+from gateway.health import Health, create_admin_app
+from gateway.pipeline import Pipeline
+from gateway.pipeline.forward import Forwarder
+from gateway.pipeline.identify import Identifier
+from gateway.pipeline.routes import RouteTable
+from gateway.profiles import Profile
+from gateway.shares.access import AccessRecorder
+from gateway.shares.api import OwnershipProbe, ShareApi
+from gateway.shares.cache import ShareCache, TaskBindings
+from gateway.shares.store import ShareStore, StoreError, open_store
+
+log = structlog.get_logger("gateway")
+
+STORE = web.AppKey("store", ShareStore)
+FORWARDER = web.AppKey("forwarder", Forwarder)
+RECORDER = web.AppKey("recorder", AccessRecorder)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+HEALTH = web.AppKey("health", Health)
+
+
+def ownership_probe(profile: Profile, forwarder: Forwarder, store: ShareStore, limit: int) -> OwnershipProbe:
+    """How the share API learns that a caller owns a session, per the profile.
+
+    ``upstream-probe`` (kagent): the upstream answers ``probe_path`` with 2xx
+    when asked as the caller (kagent scopes sessions by ``X-User-Id``).
+    ``gateway-recorded``: the owner the gateway recorded in its store.
+    """
+
+    async def upstream(session_id: str, user_id: str) -> bool:
+        path = profile.probe_path.format(session_id=quote(session_id, safe=""))
+        headers = CIMultiDict({profile.identity_header: user_id})
+        status, _ = await forwarder.fetch(profile.probe_method, forwarder.url(path), headers, None, limit)
+        return 200 <= status < 300
+
+    async def recorded(session_id: str, user_id: str) -> bool:
+        try:
+            return await store.session_owner(session_id) == user_id
+        except StoreError as exc:
+            raise DependencyUnavailable() from exc
+
+    return upstream if profile.ownership_mode == "upstream-probe" else recorded
+
+
+def create_app(
+    settings: Settings, *, store: ShareStore | None = None, health: Health | None = None
+) -> web.Application:
+    """The main listener's application (proxy + share API).
+
+    Start-up order (``cleanup_ctx``; torn down in reverse): store (opened and
+    migrated) → upstream client pool → access recorder → pipeline. So on
+    shutdown the pipeline goes first, then pending access records are flushed
+    while the store is still open, then the pool and the store close.
+    ``store`` may be injected (tests of fault handling). Raises ``ProfileError``
+    or ``RouteTableError`` for a bad profile: configuration errors surface at
+    start-up, never per request.
+    """
+    profile = profiles.load(settings.profile)
+    routes = RouteTable(profile.rules)
+    identifier = Identifier(settings.auth)
+    health = health or Health(upstream=settings.upstream)
+    app = web.Application(client_max_size=settings.limits.max_parsed_body)
+    app[HEALTH] = health
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        s = store or open_store(settings.store)
+        await s.open()
+        applied = await s.migrate()
+        if applied:
+            log.info("store_migrated", versions=applied)
+        app[STORE] = s
+        health.store = s
+        yield
+        await s.close()
+
+    async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
+        assert settings.upstream is not None
+        forwarder = Forwarder(
+            settings.upstream, connect=settings.timeouts.connect, read_idle=settings.timeouts.read_idle
+        )
+        await forwarder.start()
+        app[FORWARDER] = forwarder
+        yield
+        await forwarder.close()
+
+    async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
+        recorder = AccessRecorder(
+            app[STORE],
+            flush_interval=settings.access.flush_interval,
+            max_pending=settings.access.max_pending,
+            batch_size=settings.access.batch_size,
+        )
+        recorder.start()
+        app[RECORDER] = recorder
+        yield
+        await recorder.close()
+
+    async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
+        cache = ShareCache(
+            app[STORE],
+            ttl=settings.shares.cache_ttl,
+            negative_ttl=settings.shares.negative_ttl,
+            size=settings.shares.cache_size,
+        )
+        probe = ownership_probe(profile, app[FORWARDER], app[STORE], settings.limits.max_learned_response)
+        trusted = (*settings.trusted_proxies, *settings.auth.trusted_header.trusted_cidrs)
+        app[PIPELINE] = Pipeline(
+            identifier=identifier,
+            routes=routes,
+            profile=profile,
+            shares=settings.shares,
+            cache=cache,
+            bindings=TaskBindings(),
+            recorder=app[RECORDER],
+            forwarder=app[FORWARDER],
+            share_api=ShareApi(
+                app[STORE],
+                cache,
+                probe,
+                profile,
+                public_url=settings.public_url,
+                max_expires_in=settings.shares.max_expires_in,
+                ownership_ttl=settings.shares.ownership_cache_ttl,
+            ),
+            trusted_proxies=trusted,
+            max_parsed_body=settings.limits.max_parsed_body,
+            max_learned_response=settings.limits.max_learned_response,
+            public_url=settings.public_url,
+        )
+        health.ready = True
+        yield
+        health.ready = False
+
+    app.cleanup_ctx.extend([store_ctx, forwarder_ctx, recorder_ctx, pipeline_ctx])
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await request.app[PIPELINE].handle(request)
+
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run the main and admin listeners until SIGTERM/SIGINT (or ``stop``), then drain.
+
+    Drain: report not-ready, stop accepting, let in-flight requests finish for
+    up to ``shutdown_grace`` seconds, then flush access records and close pools.
+    """
+    health = Health(upstream=settings.upstream)
+    app = create_app(settings, health=health)
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace
+    )
+    admin_runner = web.AppRunner(create_admin_app(health), access_log=None)
+    await admin_runner.setup()
+    host, port = settings.admin_address
+    await web.TCPSite(admin_runner, host, port).start()
+    await runner.setup()
+    host, port = settings.listen_address
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    log.info(
+        "listening",
+        listen=settings.listen,
+        admin_listen=settings.admin_listen,
+        upstream=settings.upstream,
+        profile=settings.profile,
+    )
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining", grace_seconds=settings.shutdown_grace)
+    health.draining = True
+    await runner.cleanup()
+    await admin_runner.cleanup()
+    log.info("stopped")

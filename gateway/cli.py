@@ -1,0 +1,124 @@
+"""Command line: ``share-gateway serve | migrate | check-config | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from gateway import __version__, config, profiles
+from gateway.pipeline.routes import RouteTable, RouteTableError
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per settings key: ``--auth.mode``, ``--shares.allow_anonymous`` …"""
+    parser.add_argument("--config", "-c", help="YAML config file (default: $SHARE_GATEWAY_CONFIG)")
+    group = parser.add_argument_group("settings (each also SHARE_GATEWAY_<KEY> with __ for dots)")
+    for key, description in config.leaf_keys():
+        group.add_argument(f"--{key}", dest=f"setting:{key}", metavar="VALUE", help=description or None)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        name.split(":", 1)[1]: value
+        for name, value in vars(args).items()
+        if name.startswith("setting:") and value is not None
+    }
+
+
+def load_settings(args: argparse.Namespace, *, require_upstream: bool) -> config.Settings:
+    """Settings from file, env and flags; exits 2 listing every problem."""
+    try:
+        settings = config.load(args.config, _overrides(args), require_upstream=require_upstream)
+        RouteTable(profiles.load(settings.profile).rules)
+    except config.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    except (profiles.ProfileError, RouteTableError, OSError) as exc:
+        print(f"invalid configuration:\n  - profile: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return
+    uvloop.install()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.app import serve
+    from gateway.observe.logging import configure
+
+    settings = load_settings(args, require_upstream=True)
+    configure(settings.log.level, settings.log.format)
+    _install_uvloop()
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from gateway.shares.store import StoreError, open_store
+
+    settings = load_settings(args, require_upstream=False)
+
+    async def run() -> list[int]:
+        store = open_store(settings.store)
+        await store.open()
+        try:
+            return await store.migrate()
+        finally:
+            await store.close()
+
+    try:
+        applied = asyncio.run(run())
+    except StoreError as exc:
+        print(f"migration failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"applied migrations: {applied}" if applied else "schema is up to date")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args, require_upstream=True)
+    print(json.dumps(settings.redacted(), indent=2))
+    print("configuration OK", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo.story import main as story
+
+    return story(keep_running=args.keep_running)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="share-gateway",
+        description="Authorization gateway for sharing agent chat sessions.",
+    )
+    parser.add_argument("--version", action="version", version=f"share-gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, func, text in (
+        ("serve", cmd_serve, "run the gateway"),
+        ("migrate", cmd_migrate, "apply store schema migrations and exit"),
+        ("check-config", cmd_check_config, "validate the configuration, print it (secrets masked)"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        _add_setting_flags(sub)
+        sub.set_defaults(func=func)
+    demo = commands.add_parser("demo", help="run the share story against a demo A2A agent")
+    demo.add_argument("--keep-running", action="store_true", help="leave the demo running")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

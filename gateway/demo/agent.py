@@ -1,0 +1,369 @@
+"""A kagent-style agent server for demos and tests, built on a2a-sdk.
+
+One process plays kagent's controller and one agent:
+
+* ``/api/a2a/demo/echo/`` — a real A2A JSON-RPC agent (a2a-sdk; v1.0 and v0.3
+  method names) whose task store is scoped per user. Like kagent's agents
+  behind the controller, it trusts ``X-User-Id`` (Starlette authentication).
+  It answers every message with a few streamed events, echoing the text, the
+  user it ran as and ``metadata.initiated_by``.
+* ``/api/sessions…`` and ``/api/tasks/{id}`` — kagent's REST sessions API,
+  scoped by ``X-User-Id`` (default ``admin@kagent.dev``): another user's
+  session is a 404. An A2A message into another user's session is refused.
+* ``/_demo/requests`` (only with ``--capture``) — every request the server
+  received (method, path, query, headers, body), so tests can check exactly
+  what the gateway forwarded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import uvicorn
+from a2a.auth.user import User
+from a2a.helpers import get_message_text, new_task_from_user_message, new_text_part
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.context import ServerCallContext
+from a2a.server.events import EventQueue
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.types import (
+    AgentCapabilities,
+    AgentCard,
+    AgentInterface,
+    AgentSkill,
+    ListTasksRequest,
+)
+from google.protobuf.json_format import MessageToDict
+from starlette.applications import Starlette
+from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+DEFAULT_USER = "admin@kagent.dev"
+AGENT_PATH = "/api/a2a/demo/echo"
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def user_of(conn: HTTPConnection) -> str:
+    """kagent's unsecure mode: ``X-User-Id``, else the default user."""
+    return conn.headers.get("x-user-id") or DEFAULT_USER
+
+
+class TrustUserHeader(AuthenticationBackend):
+    """Trusts ``X-User-Id`` as kagent's agents trust their controller."""
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser]:
+        return AuthCredentials(["authenticated"]), SimpleUser(user_of(conn))
+
+
+class _A2AUser(User):  # type: ignore[misc]
+    """``a2a.auth.user.User`` for calls the REST part makes into the task store."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def user_name(self) -> str:
+        return self._name
+
+
+class Sessions:
+    """kagent's sessions table: id → {id, name, user_id, agent_ref, created_at, events}."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def create(self, user: str, agent_ref: str, name: str | None, sid: str | None) -> dict[str, Any]:
+        sid = sid or str(uuid.uuid4())
+        row = {
+            "id": sid,
+            "name": name,
+            "user_id": user,
+            "agent_id": agent_ref.replace("/", "__NS__"),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        self.rows[sid] = {**row, "events": []}
+        return row
+
+    def owned(self, sid: str, user: str) -> dict[str, Any] | None:
+        row = self.rows.get(sid)
+        return row if row is not None and row["user_id"] == user else None
+
+    @staticmethod
+    def public(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k != "events"}
+
+
+class EchoExecutor(AgentExecutor):  # type: ignore[misc]
+    """Echoes the user's text in several events, ~20 ms apart, naming who it ran as."""
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        message = context.message
+        text = get_message_text(message) if message else ""
+        if context.current_task is None:
+            await event_queue.enqueue_event(new_task_from_user_message(message))
+        updater = TaskUpdater(event_queue, context.task_id, context.context_id)
+        await updater.start_work(updater.new_agent_message([new_text_part("thinking…")]))
+        metadata = dict(message.metadata) if message is not None else {}
+        delay = float(metadata.get("delaySeconds", 0) or 0)
+        await asyncio.sleep(0.02 + delay)
+        user = context.call_context.user.user_name
+        initiated_by = metadata.get("initiated_by", "-")
+        await updater.add_artifact([new_text_part(f"echo: {text}")], artifact_id="echo", name="echo")
+        await asyncio.sleep(0.02)
+        await updater.add_artifact(
+            [new_text_part(f" [user={user} initiated_by={initiated_by}]")],
+            artifact_id="echo",
+            name="echo",
+            append=True,
+            last_chunk=True,
+        )
+        await asyncio.sleep(0.02)
+        await updater.complete(updater.new_agent_message([new_text_part(f"echo: {text}")]))
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        updater = TaskUpdater(event_queue, context.task_id, context.context_id)
+        await updater.cancel(updater.new_agent_message([new_text_part("cancelled")]))
+
+
+def agent_card(base_url: str) -> AgentCard:
+    """The agent's card; v1.0 and v0.3 JSON-RPC interfaces on one URL."""
+    url = f"{base_url}{AGENT_PATH}/"
+    return AgentCard(
+        name="Echo Agent",
+        description="Echoes what you say (share-gateway demo).",
+        version="1.0.0",
+        supported_interfaces=[
+            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0"),
+            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="0.3"),
+        ],
+        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        default_input_modes=["text/plain"],
+        default_output_modes=["text/plain"],
+        skills=[AgentSkill(id="echo", name="Echo", description="Repeats what you say.", tags=["echo"])],
+    )
+
+
+class SessionGuard:
+    """ASGI wrapper for the agent: a message into another user's session is refused.
+
+    kagent's agents create a session per ``contextId`` for the calling user,
+    so a context that is someone else's session cannot be written as yourself.
+    New contexts become sessions of the caller.
+    """
+
+    def __init__(self, app: Any, sessions: Sessions) -> None:
+        self.app = app
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            event = await receive()
+            chunks.append(event.get("body", b""))
+            if not event.get("more_body"):
+                break
+        body = b"".join(chunks)
+        user = user_of(HTTPConnection(scope))
+        refusal = self._refusal(body, user)
+        if refusal is not None:
+            await JSONResponse(refusal)(scope, receive, send)
+            return
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def _refusal(self, body: bytes, user: str) -> dict[str, Any] | None:
+        try:
+            rpc = json.loads(body)
+            message = rpc["params"]["message"]
+            context = message.get("contextId")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if not isinstance(context, str):
+            return None
+        row = self.sessions.rows.get(context)
+        if row is None:
+            self.sessions.create(user, "demo/echo", None, context)
+            return None
+        if row["user_id"] != user:
+            return {
+                "jsonrpc": "2.0",
+                "id": rpc.get("id"),
+                "error": {"code": -32001, "message": "Session not found"},
+            }
+        return None
+
+
+def build_app(base_url: str, *, capture: bool = False) -> Starlette:
+    """The demo server as a Starlette app (``base_url``: where clients reach it)."""
+    sessions = Sessions()
+    task_store = InMemoryTaskStore()
+    card = agent_card(base_url)
+    handler = DefaultRequestHandler(agent_executor=EchoExecutor(), task_store=task_store, agent_card=card)
+    captured: list[dict[str, Any]] = []
+
+    def ok(data: Any, status: int = 200) -> JSONResponse:
+        return JSONResponse({"error": False, "data": data, "message": ""}, status_code=status)
+
+    def not_found(what: str = "Session") -> JSONResponse:
+        return JSONResponse({"error": f"{what} not found"}, status_code=404)
+
+    async def tasks_of(sid: str, user: str) -> list[dict[str, Any]]:
+        ctx = ServerCallContext(user=_A2AUser(user))
+        listed = await task_store.list(ListTasksRequest(context_id=sid), ctx)
+        return [MessageToDict(t) for t in listed.tasks]
+
+    async def list_sessions(request: Request) -> JSONResponse:
+        user = user_of(request)
+        return ok([Sessions.public(r) for r in sessions.rows.values() if r["user_id"] == user])
+
+    async def create_session(request: Request) -> JSONResponse:
+        body = await request.json()
+        if not body.get("agent_ref"):
+            return JSONResponse({"error": "agent_ref is required"}, status_code=400)
+        row = sessions.create(user_of(request), body["agent_ref"], body.get("name"), body.get("id"))
+        return ok(row, 201)
+
+    async def session(request: Request) -> JSONResponse:
+        user = user_of(request)
+        sid = request.path_params["session_id"]
+        row = sessions.owned(sid, user)
+        if row is None:
+            return not_found()
+        if request.method == "DELETE":
+            del sessions.rows[sid]
+            return ok(None)
+        if request.method in ("PUT", "PATCH"):
+            row["name"] = (await request.json()).get("name", row["name"])
+            return ok(Sessions.public(row))
+        return ok(
+            {"session": Sessions.public(row), "events": row["events"], "tasks": await tasks_of(sid, user)}
+        )
+
+    async def session_tasks(request: Request) -> JSONResponse:
+        user = user_of(request)
+        sid = request.path_params["session_id"]
+        if sessions.owned(sid, user) is None:
+            return not_found()
+        return ok(await tasks_of(sid, user))
+
+    async def session_events(request: Request) -> JSONResponse:
+        user = user_of(request)
+        sid = request.path_params["session_id"]
+        row = sessions.owned(sid, user)
+        if row is None:
+            return not_found()
+        event = await request.json()
+        row["events"].append(
+            {"id": event.get("id") or str(uuid.uuid4()), "data": event.get("data"), "user_id": user}
+        )
+        return ok(row["events"][-1], 201)
+
+    async def task(request: Request) -> JSONResponse:
+        ctx = ServerCallContext(user=_A2AUser(user_of(request)))
+        found = await task_store.get(request.path_params["task_id"], ctx)
+        return ok(MessageToDict(found)) if found is not None else not_found("Task")
+
+    async def requests_seen(request: Request) -> JSONResponse:
+        if request.method == "DELETE":
+            captured.clear()
+        return JSONResponse(captured)
+
+    agent = Starlette(
+        routes=[
+            *create_agent_card_routes(card),
+            *create_agent_card_routes(card, card_url="/.well-known/agent.json"),
+            *create_jsonrpc_routes(handler, rpc_url="/", enable_v0_3_compat=True),
+        ],
+        middleware=[Middleware(AuthenticationMiddleware, backend=TrustUserHeader())],
+    )
+    routes = [
+        Route("/api/sessions", list_sessions, methods=["GET"]),
+        Route("/api/sessions", create_session, methods=["POST"]),
+        Route("/api/sessions/{session_id}", session, methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Route("/api/sessions/{session_id}/tasks", session_tasks, methods=["GET"]),
+        Route("/api/sessions/{session_id}/events", session_events, methods=["POST"]),
+        Route("/api/tasks/{task_id}", task, methods=["GET"]),
+        Mount(AGENT_PATH, app=SessionGuard(agent, sessions)),
+    ]
+    if capture:
+        routes.append(Route("/_demo/requests", requests_seen, methods=["GET", "DELETE"]))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await handler.aclose()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    if not capture:
+        return app
+
+    async def capturing(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_demo/"):
+            await app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+
+        async def tap() -> dict[str, Any]:
+            event = await receive()
+            chunks.append(event.get("body", b""))
+            return event
+
+        try:
+            await app(scope, tap, send)
+        finally:
+            captured.append(
+                {
+                    "method": scope["method"],
+                    "path": scope["raw_path"].decode("latin-1"),
+                    "query": scope["query_string"].decode("latin-1"),
+                    "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+                    "body": b"".join(chunks).decode("utf-8", "replace"),
+                }
+            )
+
+    return capturing  # type: ignore[return-value]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m gateway.demo.agent --port 8083 [--capture]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8083)
+    parser.add_argument("--capture", action="store_true", help="serve /_demo/requests")
+    args = parser.parse_args(argv)
+    app = build_app(f"http://{args.host}:{args.port}", capture=args.capture)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="on")
+
+
+if __name__ == "__main__":
+    main()

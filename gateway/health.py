@@ -1,0 +1,94 @@
+"""The admin listener: ``/healthz`` (alive), ``/readyz`` (ready to serve) and ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from gateway.observe import metrics
+from gateway.shares.store import ShareStore, StoreError
+
+PROBE_TIMEOUT = 2.0
+
+
+@dataclass(slots=True)
+class Health:
+    """Process lifecycle as the probes see it: not ready while starting or draining."""
+
+    ready: bool = False
+    draining: bool = False
+    store: ShareStore | None = None
+    upstream: str | None = None
+    check_upstream: bool = True
+    last: dict[str, str] = field(default_factory=dict)
+
+    async def _store_ok(self) -> bool:
+        if self.store is None:
+            return False
+        try:
+            await asyncio.wait_for(self.store.ping(), PROBE_TIMEOUT)
+        except (StoreError, TimeoutError):
+            return False
+        return True
+
+    async def _upstream_ok(self) -> bool:
+        """Any HTTP answer from the upstream's base URL counts as reachable."""
+        if not self.check_upstream or self.upstream is None:
+            return True
+        timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(self.upstream + "/", allow_redirects=False) as response,
+            ):
+                return response.status > 0
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def check(self) -> tuple[bool, dict[str, str]]:
+        """``(ready, {check: "ok" | "failing" | reason})``."""
+        store_ok, upstream_ok = await asyncio.gather(self._store_ok(), self._upstream_ok())
+        metrics.DEPENDENCY_UP.labels("store").set(1 if store_ok else 0)
+        metrics.DEPENDENCY_UP.labels("upstream").set(1 if upstream_ok else 0)
+        checks = {
+            "lifecycle": "draining" if self.draining else ("ok" if self.ready else "starting"),
+            "store": "ok" if store_ok else "failing",
+            "upstream": "ok" if upstream_ok else "failing",
+        }
+        return all(v == "ok" for v in checks.values()), checks
+
+
+HEALTH = web.AppKey("health", Health)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """Liveness: the event loop answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: started, not draining, store reachable, upstream reachable (200 or 503)."""
+    ok, checks = await request.app[HEALTH].check()
+    return web.json_response(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+    )
+
+
+async def metrics_endpoint(_request: web.Request) -> web.Response:
+    """Prometheus text exposition of the gateway's registry."""
+    return web.Response(
+        body=metrics.exposition(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )
+
+
+def create_admin_app(health: Health) -> web.Application:
+    """The admin listener's application."""
+    app = web.Application()
+    app[HEALTH] = health
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app
