@@ -23,7 +23,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
@@ -50,12 +50,10 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
+from starlette.types import Message, Receive, Scope, Send
 
 DEFAULT_USER = "admin@kagent.dev"
 AGENT_PATH = "/api/a2a/demo/echo"
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def user_of(conn: HTTPConnection) -> str:
@@ -70,7 +68,7 @@ class TrustUserHeader(AuthenticationBackend):
         return AuthCredentials(["authenticated"]), SimpleUser(user_of(conn))
 
 
-class _A2AUser(User):  # type: ignore[misc]
+class _A2AUser(User):
     """``a2a.auth.user.User`` for calls the REST part makes into the task store."""
 
     def __init__(self, name: str) -> None:
@@ -112,17 +110,20 @@ class Sessions:
         return {k: v for k, v in row.items() if k != "events"}
 
 
-class EchoExecutor(AgentExecutor):  # type: ignore[misc]
+class EchoExecutor(AgentExecutor):
     """Echoes the user's text in several events, ~20 ms apart, naming who it ran as."""
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         message = context.message
-        text = get_message_text(message) if message else ""
+        assert message is not None
+        assert context.task_id is not None
+        assert context.context_id is not None
+        text = get_message_text(message)
         if context.current_task is None:
             await event_queue.enqueue_event(new_task_from_user_message(message))
         updater = TaskUpdater(event_queue, context.task_id, context.context_id)
         await updater.start_work(updater.new_agent_message([new_text_part("thinking…")]))
-        metadata = dict(message.metadata) if message is not None else {}
+        metadata = dict(message.metadata)
         delay = float(metadata.get("delaySeconds", 0) or 0)
         await asyncio.sleep(0.02 + delay)
         user = context.call_context.user.user_name
@@ -140,6 +141,8 @@ class EchoExecutor(AgentExecutor):  # type: ignore[misc]
         await updater.complete(updater.new_agent_message([new_text_part(f"echo: {text}")]))
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        assert context.task_id is not None
+        assert context.context_id is not None
         updater = TaskUpdater(event_queue, context.task_id, context.context_id)
         await updater.cancel(updater.new_agent_message([new_text_part("cancelled")]))
 
@@ -192,7 +195,7 @@ class SessionGuard:
             return
         sent = False
 
-        async def replay() -> dict[str, Any]:
+        async def replay() -> Message:
             nonlocal sent
             if sent:
                 return await receive()
@@ -333,7 +336,7 @@ def build_app(base_url: str, *, capture: bool = False) -> Starlette:
             return
         chunks: list[bytes] = []
 
-        async def tap() -> dict[str, Any]:
+        async def tap() -> Message:
             event = await receive()
             chunks.append(event.get("body", b""))
             return event
