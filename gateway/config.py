@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -308,15 +309,26 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _unknown_env(environ: Mapping[str, str]) -> list[str]:
-    known = {k.replace(".", ENV_NESTING).upper() for k, _ in leaf_keys()}
-    known |= {k.split(".")[0].upper() for k, _ in leaf_keys()}
+    """Top-level ``SHARE_GATEWAY_*`` names that are no setting (nested ones pydantic reports)."""
+    known = {k.split(".")[0].upper() for k, _ in leaf_keys()} | {"CONFIG"}
     problems = []
     for name in environ:
-        if name.startswith(ENV_PREFIX) and not name.startswith(ENV_PREFIX + "TEST_"):
-            rest = name[len(ENV_PREFIX) :]
-            if rest not in known and rest != "CONFIG":
-                problems.append(f"{name}: unknown setting")
+        rest = name[len(ENV_PREFIX) :] if name.startswith(ENV_PREFIX) else None
+        if rest and ENV_NESTING not in rest and not rest.startswith("TEST_") and rest not in known:
+            problems.append(f"{name}: unknown setting")
     return problems
+
+
+def _upstream_given(config_file: str | os.PathLike[str] | None, overrides: Mapping[str, Any]) -> bool:
+    if overrides.get("upstream") or os.environ.get(ENV_PREFIX + "UPSTREAM"):
+        return True
+    if config_file is None:
+        return False
+    try:
+        data = yaml.safe_load(Path(config_file).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and bool(data.get("upstream"))
 
 
 def load(
@@ -333,7 +345,10 @@ def load(
     """
     if config_file is None:
         config_file = os.environ.get(ENV_PREFIX + "CONFIG") or None
+    overrides = overrides or {}
     problems: list[str] = []
+    if require_upstream and not _upstream_given(config_file, overrides):
+        problems.append("upstream: required (the agent server's base URL)")
     if config_file is not None and not Path(config_file).is_file():
         raise ConfigError([f"config file {config_file}: not found"])
     problems.extend(_unknown_env(os.environ))
@@ -342,7 +357,7 @@ def load(
         model_config = SettingsConfigDict(yaml_file=None if config_file is None else str(config_file))
 
     try:
-        settings: Settings = _FromFile(**_nest(overrides or {}))
+        settings: Settings = _FromFile(**_nest(overrides))
     except ValidationError as exc:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "config"
@@ -351,8 +366,6 @@ def load(
         raise ConfigError(problems) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed YAML
         raise ConfigError([*problems, f"config file {config_file}: {exc}"]) from None
-    if require_upstream and settings.upstream is None:
-        problems.append("upstream: required (the agent server's base URL)")
     if problems:
         raise ConfigError(problems)
     return settings

@@ -1,0 +1,234 @@
+"""Shared fixtures: a real demo agent server (a2a-sdk) and gateways in front of it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway import config
+from gateway.app import PIPELINE, RECORDER, STORE, create_app
+from gateway.demo.story import free_port, wait_http
+from gateway.shares.store import ShareStore
+
+USER = "X-Forwarded-User"
+A2A = "/api/a2a/demo/echo/"
+
+
+@dataclass
+class Upstream:
+    """The demo agent server, running in its own process."""
+
+    url: str
+
+    def requests(self) -> list[dict[str, Any]]:
+        import urllib.request
+
+        with urllib.request.urlopen(self.url + "/_demo/requests") as r:
+            return list(json.load(r))
+
+    def clear(self) -> None:
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(self.url + "/_demo/requests", method="DELETE")).read()
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[Upstream]:
+    """kagent-style demo server with a real a2a-sdk agent, recording what it receives."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.demo.agent", "--port", str(port), "--capture"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/_demo/requests")
+        yield Upstream(url)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@dataclass
+class Gateway:
+    """A gateway served in-process on a real loopback port."""
+
+    server: TestServer
+    app: web.Application
+    settings: config.Settings
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    @property
+    def store(self) -> ShareStore:
+        return self.app[STORE]
+
+    async def flush_access(self) -> None:
+        await self.app[RECORDER].flush()
+
+    @property
+    def pipeline(self) -> Any:
+        return self.app[PIPELINE]
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def make_gateway(tmp_path: Any, upstream: Upstream) -> AsyncIterator[GatewayFactory]:
+    """Build gateways: trusted-header identity from loopback by default, SQLite in tmp_path."""
+    servers: list[TestServer] = []
+
+    async def make(store: ShareStore | None = None, **overrides: Any) -> Gateway:
+        settings = config.load(
+            overrides={
+                "upstream": upstream.url,
+                "store": f"sqlite:///{tmp_path}/shares-{len(servers)}.db",
+                "auth.mode": "trusted-header",
+                "auth.trusted_header.name": USER,
+                "auth.trusted_header.trusted_cidrs": "127.0.0.1/32",
+                "access.flush_interval": "0.05",
+                **{k.replace("__", "."): v for k, v in overrides.items()},
+            }
+        )
+        app = create_app(settings, store=store)
+        server = TestServer(app, host="127.0.0.1", handler_cancellation=True)
+        await server.start_server()
+        servers.append(server)
+        return Gateway(server, app, settings)
+
+    yield make
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+class Client:
+    """Calls a gateway as a named user (the auth proxy's header), optionally with a share token."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        self.http = http
+        self.base = base
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        user: str | None = None,
+        token: str | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        version: str | None = None,
+    ) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+        h: dict[str, str] = dict(headers or {})
+        if user is not None:
+            h[USER] = user
+        if token is not None:
+            h["X-Share-Token"] = token
+        if version is not None:
+            h["A2A-Version"] = version
+        async with self.http.request(
+            method, self.base + path, json=json_body, data=data, headers=h
+        ) as r:
+            text = await r.text()
+            try:
+                body: Any = json.loads(text)
+            except ValueError:
+                body = text
+            return r.status, body, r.headers
+
+    async def session(self, user: str) -> str:
+        status, body, _ = await self.call("POST", "/api/sessions", user=user,
+                                          json_body={"agent_ref": "demo/echo"})
+        assert status == 201, body
+        return str(body["data"]["id"])
+
+    async def share(self, user: str, session: str, **body: Any) -> dict[str, Any]:
+        status, out, _ = await self.call("POST", f"/api/sessions/{session}/shares", user=user,
+                                         json_body=body or {"read_only": True})
+        assert status == 201, out
+        return dict(out["data"])
+
+    async def rpc(
+        self, method: str, params: dict[str, Any], *, user: str | None, token: str | None = None,
+        version: str | None = None, rpc_id: Any = 1,
+    ) -> tuple[int, Any]:
+        version = version or ("0.3" if "/" in method else "1.0")
+        status, body, _ = await self.call(
+            "POST", A2A, user=user, token=token, version=version,
+            json_body={"jsonrpc": "2.0", "id": rpc_id, "method": method, "params": params},
+        )
+        return status, body
+
+    async def say(
+        self, text: str, *, user: str | None, context: str | None = None, token: str | None = None,
+        version: str = "1.0", **message: Any,
+    ) -> tuple[int, Any]:
+        return await self.rpc(
+            "SendMessage" if version == "1.0" else "message/send",
+            {"message": message_body(text, context, version, **message)},
+            user=user, token=token, version=version,
+        )
+
+
+def message_body(text: str, context: str | None, version: str = "1.0", **extra: Any) -> dict[str, Any]:
+    """An A2A message in the v1.0 or v0.3 JSON shape."""
+    if version == "1.0":
+        msg: dict[str, Any] = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER",
+                               "parts": [{"text": text}]}
+    else:
+        msg = {"kind": "message", "messageId": uuid.uuid4().hex, "role": "user",
+               "parts": [{"kind": "text", "text": text}]}
+    if context is not None:
+        msg["contextId"] = context
+    msg.update(extra)
+    return msg
+
+
+def task_of(result: dict[str, Any]) -> dict[str, Any]:
+    """The Task in a SendMessage result (v1.0 wraps it in ``task``; v0.3 does not)."""
+    return dict(result["task"]) if "task" in result else dict(result)
+
+
+def artifact_text(task: dict[str, Any]) -> str:
+    return "".join(p.get("text", "") for a in task.get("artifacts", []) for p in a["parts"])
+
+
+@pytest.fixture
+def client_for(http: aiohttp.ClientSession) -> Callable[[Gateway], Client]:
+    return lambda gw: Client(http, gw.url)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll an async condition until true (or fail after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
