@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -232,3 +233,36 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
     raise AssertionError("condition not met in time")
 
 
+
+
+POSTGRES_URL = os.environ.get("SHARE_GATEWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str]:
+    """A PostgreSQL URL whose ``search_path`` is a fresh schema, dropped afterwards.
+
+    Fails (never skips) when PostgreSQL is unreachable: ``make test`` starts a
+    throwaway server when none runs; set ``SHARE_GATEWAY_TEST_POSTGRES`` to use another.
+    """
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL is required for this test and is not reachable at {POSTGRES_URL}: {exc}")
+    schema = f"sg_{uuid.uuid4().hex[:12]}"
+    await conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}search_path={schema}"
+    finally:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """See ``postgres_schema``."""
+    async with postgres_schema() as url:
+        yield url
