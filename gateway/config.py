@@ -76,6 +76,9 @@ class JwtSettings(_Section):
     algorithms: StrList = Field(default_factory=list)
     leeway_seconds: float = Field(default=30.0, ge=0)
     jwks_cache_seconds: int = Field(default=300, ge=1)
+    jwks_refresh_cooldown_seconds: float = Field(
+        default=30.0, ge=0, description="min seconds between JWKS re-fetches for unknown kids"
+    )
 
     @field_validator("public_key")
     @classmethod

@@ -47,13 +47,14 @@ class Upstream:
 
 
 @pytest.fixture(scope="session")
-def upstream() -> Iterator[Upstream]:
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     """kagent-style demo server with a real a2a-sdk agent, recording what it receives."""
     port = free_port()
+    log = open(tmp_path_factory.mktemp("upstream") / "agent.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.demo.agent", "--port", str(port), "--capture"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -62,6 +63,7 @@ def upstream() -> Iterator[Upstream]:
     finally:
         proc.terminate()
         proc.wait(10)
+        log.close()
 
 
 @dataclass

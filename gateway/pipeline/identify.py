@@ -122,7 +122,8 @@ class JwtVerifier:
 
     Key material is loaded once. With ``jwks_url`` the JWKS is fetched by
     PyJWT's ``PyJWKClient`` (cached for ``jwks_cache_seconds``, re-fetched on an
-    unknown ``kid``) in a worker thread, since its HTTP client is blocking.
+    unknown ``kid``, at most once per ``jwks_refresh_cooldown_seconds`` so forged
+    ``kid``s cannot trigger a fetch storm) in a worker thread, since its HTTP client is blocking.
     Successful verifications are cached by token hash until the token's ``exp``
     (at most 60 s), so a busy client's token is verified once, not per request.
     """
@@ -152,6 +153,7 @@ class JwtVerifier:
                 settings.jwks_url,
                 cache_keys=True,
                 lifespan=settings.jwks_cache_seconds,
+                cooldown_duration=settings.jwks_refresh_cooldown_seconds,
                 timeout=5,
             )
             algorithms = algorithms or ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
