@@ -67,8 +67,9 @@ def _summary_json(summary: ShareSummary) -> dict[str, Any]:
 def parse_create_body(raw: bytes, max_expires_in: int | None) -> tuple[bool, int | None, str | None]:
     """Validate ``{"read_only": bool, "expires_in": seconds?, "label": str?}``.
 
-    An empty body means a read-only share without expiry. Raises ``BadRequest``
-    naming the offending field.
+    An empty body means a read-only share. Without ``expires_in`` a share does
+    not expire, unless ``max_expires_in`` is set: then that is its lifetime.
+    Raises ``BadRequest`` naming the offending field.
     """
     if not raw.strip():
         return True, None, None
@@ -86,10 +87,13 @@ def parse_create_body(raw: bytes, max_expires_in: int | None) -> tuple[bool, int
         isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0
     ):
         raise BadRequest("expires_in must be a positive number of seconds", reason_id="share_api_bad_body")
-    if max_expires_in is not None and (expires_in is None or expires_in > max_expires_in):
-        raise BadRequest(
-            f"expires_in is required and at most {max_expires_in} seconds", reason_id="share_api_bad_body"
-        )
+    if max_expires_in is not None:
+        if expires_in is None:
+            expires_in = max_expires_in  # no share outlives the configured maximum
+        elif expires_in > max_expires_in:
+            raise BadRequest(
+                f"expires_in must be at most {max_expires_in} seconds", reason_id="share_api_bad_body"
+            )
     label = body.get("label")
     if label is not None and (not isinstance(label, str) or len(label) > MAX_LABEL):
         raise BadRequest(
