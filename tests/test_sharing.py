@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import A2A, Client, Gateway, GatewayFactory, Upstream, artifact_text, task_of
+from tests.conftest import Client, Gateway, GatewayFactory, Upstream, artifact_text, task_of
 
 
 @pytest.fixture

@@ -1,0 +1,31 @@
+# share-gateway: `make demo` shows the share story; `make test` runs every check.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: demo test lint typecheck unit clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+## demo: a demo A2A agent + the gateway (SQLite, no Redis), walking through the share story
+demo: $(VENV)/.installed
+	$(PY) -m gateway demo
+
+## test: lint, strict type check and the whole test suite (starts PostgreSQL if none runs)
+test: lint typecheck unit
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check gateway tests
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.installed
+	scripts/with-services.sh $(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
