@@ -24,12 +24,16 @@ from gateway.profiles import Profile
 from gateway.shares.access import AccessRecorder
 from gateway.shares.api import OwnershipProbe, ShareApi
 from gateway.shares.cache import ShareCache, TaskBindings
+from gateway.shares.shared_state import CircuitBreaker, SharedState, connect
 from gateway.shares.store import ShareStore, StoreError, open_store
 
 log = structlog.get_logger("gateway")
 
 STORE = web.AppKey("store", ShareStore)
 FORWARDER = web.AppKey("forwarder", Forwarder)
+SHARED = web.AppKey("shared", SharedState)
+CACHE = web.AppKey("cache", ShareCache)
+BINDINGS = web.AppKey("bindings", TaskBindings)
 RECORDER = web.AppKey("recorder", AccessRecorder)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 HEALTH = web.AppKey("health", Health)
@@ -64,7 +68,8 @@ def create_app(
     """The main listener's application (proxy + share API).
 
     Start-up order (``cleanup_ctx``; torn down in reverse): store (opened and
-    migrated) → upstream client pool → access recorder → pipeline. So on
+    migrated) → Redis (optional) → share cache (with Redis: the revocation
+    listener) → upstream client pool → access recorder → pipeline. So on
     shutdown the pipeline goes first, then pending access records are flushed
     while the store is still open, then the pool and the store close.
     ``store`` may be injected (tests of fault handling). Raises ``ProfileError``
@@ -89,6 +94,50 @@ def create_app(
         yield
         await s.close()
 
+    async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        """Redis (optional): the cache tier and task bindings every replica shares."""
+        if settings.redis is None:
+            yield
+            return
+        shared = SharedState(
+            connect(settings.redis, timeout=settings.timeouts.redis),
+            connect(settings.redis, timeout=None),
+            prefix=settings.redis_prefix,
+            breaker=CircuitBreaker(settings.timeouts.redis_retry),
+        )
+        if not await shared.ping():
+            log.error("redis_unreachable_at_start", note="share lookups go to the store until it answers")
+        app[SHARED] = health.redis = shared
+        yield
+        await shared.close()
+
+    async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
+        """Share cache and task bindings; with Redis, the revocation subscription."""
+        shared = app.get(SHARED)
+        cache = ShareCache(
+            app[STORE],
+            ttl=settings.shares.cache_ttl,
+            negative_ttl=settings.shares.negative_ttl,
+            size=settings.shares.cache_size,
+            shared=shared,
+            redis_ttl=settings.shares.redis_ttl,
+        )
+        app[CACHE] = cache
+        app[BINDINGS] = TaskBindings(shared=shared)
+        if shared is None:
+            yield
+            return
+        subscribed = asyncio.Event()
+        listener = asyncio.get_running_loop().create_task(
+            shared.listen(cache.evict, cache.clear, subscribed), name="revocation-listener"
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(subscribed.wait(), settings.timeouts.connect)
+        yield
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+
     async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
         assert settings.upstream is not None
         forwarder = Forwarder(
@@ -112,12 +161,7 @@ def create_app(
         await recorder.close()
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
-        cache = ShareCache(
-            app[STORE],
-            ttl=settings.shares.cache_ttl,
-            negative_ttl=settings.shares.negative_ttl,
-            size=settings.shares.cache_size,
-        )
+        cache = app[CACHE]
         probe = ownership_probe(profile, app[FORWARDER], app[STORE], settings.limits.max_learned_response)
         trusted = (*settings.trusted_proxies, *settings.auth.trusted_header.trusted_cidrs)
         app[PIPELINE] = Pipeline(
@@ -126,7 +170,7 @@ def create_app(
             profile=profile,
             shares=settings.shares,
             cache=cache,
-            bindings=TaskBindings(),
+            bindings=app[BINDINGS],
             recorder=app[RECORDER],
             forwarder=app[FORWARDER],
             share_api=ShareApi(
@@ -147,7 +191,7 @@ def create_app(
         yield
         health.ready = False
 
-    app.cleanup_ctx.extend([store_ctx, forwarder_ctx, recorder_ctx, pipeline_ctx])
+    app.cleanup_ctx.extend([store_ctx, redis_ctx, cache_ctx, forwarder_ctx, recorder_ctx, pipeline_ctx])
 
     async def handle(request: web.Request) -> web.StreamResponse:
         return await request.app[PIPELINE].handle(request)

@@ -144,6 +144,7 @@ class SharesSettings(_Section):
     cache_size: int = Field(default=10_000, ge=1)
     negative_ttl: float = Field(default=5.0, ge=0, description="unknown-token TTL, seconds")
     ownership_cache_ttl: float = Field(default=10.0, ge=0, description="seconds")
+    redis_ttl: float = Field(default=60.0, gt=0, description="Redis share-cache TTL, seconds")
 
 
 class TimeoutSettings(_Section):
@@ -152,6 +153,8 @@ class TimeoutSettings(_Section):
     connect: float = Field(default=5.0, gt=0)
     read_idle: float = Field(default=300.0, gt=0)
     probe: float = Field(default=5.0, gt=0)
+    redis: float = Field(default=0.25, gt=0, description="per Redis command, seconds")
+    redis_retry: float = Field(default=5.0, gt=0, description="skip Redis this long after a failure")
 
 
 class LimitSettings(_Section):
@@ -205,6 +208,7 @@ class Settings(BaseSettings):
     profile: str = "kagent"
     store: str = "sqlite:///share-gateway.db"
     redis: str | None = None
+    redis_prefix: str = Field(default="share-gateway", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     public_url: str | None = None
     trusted_proxies: NetworkList = Field(default_factory=list)
     shutdown_grace: float = Field(default=20.0, ge=0, description="seconds")

@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.observe import metrics
+from gateway.shares.shared_state import SharedState
 from gateway.shares.store import ShareStore, StoreError
 
 PROBE_TIMEOUT = 2.0
@@ -21,6 +22,7 @@ class Health:
     ready: bool = False
     draining: bool = False
     store: ShareStore | None = None
+    redis: SharedState | None = None
     upstream: str | None = None
     check_upstream: bool = True
     last: dict[str, str] = field(default_factory=dict)
@@ -48,9 +50,19 @@ class Health:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
+    async def _redis_ok(self) -> bool:
+        return True if self.redis is None else await self.redis.ping()
+
     async def check(self) -> tuple[bool, dict[str, str]]:
-        """``(ready, {check: "ok" | "failing" | reason})``."""
-        store_ok, upstream_ok = await asyncio.gather(self._store_ok(), self._upstream_ok())
+        """``(ready, {check: "ok" | "failing" | "degraded" | lifecycle state})``.
+
+        A dead Redis makes the gateway ``degraded``, not unready: lookups go to
+        the store, and taking every replica out of rotation would turn a cache
+        outage into a full one.
+        """
+        store_ok, upstream_ok, redis_ok = await asyncio.gather(
+            self._store_ok(), self._upstream_ok(), self._redis_ok()
+        )
         metrics.DEPENDENCY_UP.labels("store").set(1 if store_ok else 0)
         metrics.DEPENDENCY_UP.labels("upstream").set(1 if upstream_ok else 0)
         checks = {
@@ -58,7 +70,11 @@ class Health:
             "store": "ok" if store_ok else "failing",
             "upstream": "ok" if upstream_ok else "failing",
         }
-        return all(v == "ok" for v in checks.values()), checks
+        ready = all(v == "ok" for v in checks.values())
+        if self.redis is not None:
+            metrics.DEPENDENCY_UP.labels("redis").set(1 if redis_ok else 0)
+            checks["redis"] = "ok" if redis_ok else "degraded"
+        return ready, checks
 
 
 HEALTH = web.AppKey("health", Health)

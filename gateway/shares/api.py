@@ -175,7 +175,7 @@ class ShareApi:
             expires_at=None if expires_in is None else now + expires_in,
         )
         await self._store.create_share(share, minted.hash)
-        self._cache.evict(minted.hash)  # a guess of this token may be cached negatively
+        await self._cache.forget(minted.hash)  # a guess of this token may be cached negatively
         data = {**share_json(share), "token": minted.value}
         if self._public_url and self._profile.share_url:
             data["url"] = self._profile.share_url.format(
@@ -197,5 +197,5 @@ class ShareApi:
         if share.revoked_at is None:
             await self._store.revoke(share.id, time.time())
         if digest is not None:
-            self._cache.evict(digest)
+            await self._cache.revoked(digest)
         return envelope({"id": share.id, "revoked": True}, "share revoked")

@@ -1,4 +1,4 @@
-"""Read-through share lookup (in-process TTL tier → store) and task→context bindings."""
+"""Read-through share lookup (in-process TTL tier → Redis → store) and task→context bindings."""
 
 from __future__ import annotations
 
@@ -11,37 +11,58 @@ from cachetools import LRUCache, TLRUCache
 from gateway.errors import DependencyUnavailable
 from gateway.models import Share
 from gateway.observe import metrics
+from gateway.shares.shared_state import REDIS_ERRORS, SharedState
 from gateway.shares.store import ShareStore, StoreError
 
 _MISSING = object()
 
 
 class ShareCache:
-    """Share lookup by token hash: in-process TTL cache in front of the store of record.
+    """Share lookup by token hash, in three tiers (DESIGN.md "Storage").
 
-    Entries live ``ttl`` seconds (capped at the share's expiry); unknown hashes
-    are cached as negative entries for ``negative_ttl`` seconds so a guessing
-    client cannot hammer the store. Concurrent misses for one hash share a
-    single store query. Store failure with no cached entry raises
-    ``DependencyUnavailable`` (503): never allow because a dependency failed.
+    1. in-process TTL cache: ``ttl`` seconds (capped at the share's expiry),
+       ``size`` entries; unknown hashes are cached negatively for
+       ``negative_ttl`` so a guessing client cannot hammer the store;
+    2. Redis (``shared``, optional): the same entries for every replica, kept
+       ``redis_ttl`` seconds (capped at expiry); a failure trips its circuit
+       breaker and the lookup goes on to the store;
+    3. the store of record. Concurrent misses for one hash share one query.
+
+    Revocation evicts tier 1 here, deletes tier 2 and publishes the hash so
+    every replica evicts its tier 1 (``SharedState.listen``). Store failure with
+    no cached entry raises ``DependencyUnavailable`` (503): never allow because
+    a dependency failed.
     """
 
-    def __init__(self, store: ShareStore, *, ttl: float, negative_ttl: float, size: int) -> None:
+    def __init__(
+        self,
+        store: ShareStore,
+        *,
+        ttl: float,
+        negative_ttl: float,
+        size: int,
+        shared: SharedState | None = None,
+        redis_ttl: float = 60.0,
+    ) -> None:
         self._store = store
         self._ttl = ttl
         self._negative_ttl = negative_ttl
+        self._shared = shared
+        self._redis_ttl = redis_ttl
         self._l1: TLRUCache[str, Share | None] = TLRUCache(
             maxsize=size, ttu=self._time_to_use, timer=time.monotonic
         )
         self._inflight: dict[str, asyncio.Future[Share | None]] = {}
 
+    def _lifetime(self, share: Share | None, ttl: float) -> float:
+        if share is None:
+            return self._negative_ttl
+        if share.expires_at is not None:
+            return min(ttl, max(0.0, share.expires_at - time.time()))
+        return ttl
+
     def _time_to_use(self, _key: str, value: Share | None, now: float) -> float:
-        if value is None:
-            return now + self._negative_ttl
-        ttl = self._ttl
-        if value.expires_at is not None:
-            ttl = min(ttl, max(0.0, value.expires_at - time.time()))
-        return now + ttl
+        return now + self._lifetime(value, self._ttl)
 
     async def lookup(self, token_hash: str) -> Share | None:
         """The share for ``token_hash`` (possibly revoked/expired: the caller checks), or ``None``."""
@@ -56,46 +77,106 @@ class ShareCache:
         future: asyncio.Future[Share | None] = asyncio.get_running_loop().create_future()
         self._inflight[token_hash] = future
         try:
-            share = await self._store.share_by_token_hash(token_hash)
-        except StoreError as exc:
-            metrics.SHARE_LOOKUPS.labels("store", "error").inc()
-            future.set_exception(DependencyUnavailable())
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise DependencyUnavailable() from exc
+            share = await self._load(token_hash)
+        except DependencyUnavailable as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: each waiter re-raises it itself
+            raise
         finally:
             del self._inflight[token_hash]
-        metrics.SHARE_LOOKUPS.labels("store", "negative" if share is None else "hit").inc()
         self._l1[token_hash] = share
         future.set_result(share)
         return share
 
+    async def _load(self, token_hash: str) -> Share | None:
+        shared = self._shared
+        if shared is not None and shared.breaker.closed:
+            try:
+                found, share = await shared.get_share(token_hash)
+                shared.breaker.success()
+                if found:
+                    metrics.SHARE_LOOKUPS.labels("redis", "negative" if share is None else "hit").inc()
+                    return share
+                metrics.SHARE_LOOKUPS.labels("redis", "miss").inc()
+            except REDIS_ERRORS:
+                shared.breaker.failure()
+                metrics.SHARE_LOOKUPS.labels("redis", "error").inc()
+        elif shared is not None:
+            metrics.SHARE_LOOKUPS.labels("redis", "bypassed").inc()
+        try:
+            share = await self._store.share_by_token_hash(token_hash)
+        except StoreError as exc:
+            metrics.SHARE_LOOKUPS.labels("store", "error").inc()
+            raise DependencyUnavailable() from exc
+        metrics.SHARE_LOOKUPS.labels("store", "negative" if share is None else "hit").inc()
+        if shared is not None and shared.breaker.closed:
+            try:
+                await shared.put_share(token_hash, share, self._lifetime(share, self._redis_ttl))
+            except REDIS_ERRORS:
+                shared.breaker.failure()
+        return share
+
     def evict(self, token_hash: str) -> None:
-        """Forget one entry (after revocation)."""
+        """Forget one in-process entry (a revocation message from any replica)."""
         self._l1.pop(token_hash, None)
 
     def clear(self) -> None:
-        """Forget everything."""
+        """Forget every in-process entry (revocations may have been missed)."""
         self._l1.clear()
+
+    async def forget(self, token_hash: str) -> None:
+        """A new share: drop any negative entry for its hash, here and in Redis."""
+        self.evict(token_hash)
+        if self._shared is not None:
+            try:
+                await self._shared.drop_share(token_hash)
+            except REDIS_ERRORS:
+                self._shared.breaker.failure()
+
+    async def revoked(self, token_hash: str) -> None:
+        """A share was revoked in the store: evict it on every replica."""
+        self.evict(token_hash)
+        if self._shared is not None:
+            await self._shared.revoke(token_hash)
 
 
 class TaskBindings:
     """Task id → context id, learned from upstream responses (DESIGN.md "A2A").
 
-    In-process and bounded (least recently used entries go first; a forgotten
-    binding is re-learned through the upstream ``GetTask`` fallback). A task is
-    bound once: a later, different context for the same task is ignored, so a
-    response cannot re-point a task at another session.
+    An in-process LRU in front of Redis (when configured) so every replica knows
+    a binding any replica learned. A task is bound once: a later, different
+    context for the same task is ignored (Redis ``SET NX``), so a response
+    cannot re-point a task at another session. Redis failures fall back to the
+    in-process map; a forgotten binding is re-learned by the ``GetTask``
+    fallback.
     """
 
-    def __init__(self, size: int = 200_000) -> None:
+    def __init__(self, size: int = 200_000, shared: SharedState | None = None) -> None:
         self._map: LRUCache[str, str] = LRUCache(maxsize=size)
+        self._shared = shared
 
     async def context_of(self, task_id: str) -> str | None:
         """The context the task is bound to, or ``None`` if unknown."""
-        return self._map.get(task_id)
+        context = self._map.get(task_id)
+        shared = self._shared
+        if context is None and shared is not None and shared.breaker.closed:
+            try:
+                context = await shared.get_binding(task_id)
+            except REDIS_ERRORS:
+                shared.breaker.failure()
+            if context is not None:
+                self._map[task_id] = context
+        return context
 
     async def learn(self, pairs: list[tuple[str, str]]) -> None:
         """Record ``(task_id, context_id)`` pairs, first binding wins."""
+        shared = self._shared
         for task_id, context_id in pairs:
-            if task_id not in self._map:
-                self._map[task_id] = context_id
+            if task_id in self._map:
+                continue
+            if shared is not None and shared.breaker.closed:
+                try:
+                    context_id = await shared.put_binding(task_id, context_id)
+                except REDIS_ERRORS:
+                    shared.breaker.failure()
+            self._map[task_id] = context_id

@@ -1,0 +1,199 @@
+"""Redis: the share cache tier every replica shares, revocation fan-out over pub/sub, task bindings.
+
+Keys (``{prefix}`` is ``redis_prefix``): ``{prefix}:share:{sha256(token)}`` → the
+share as JSON (``null`` for an unknown hash), TTL capped at the share's expiry;
+``{prefix}:task:{task_id}`` → context id. Revocations are published on
+``{prefix}:revocations`` with the token hash as the message. Tokens themselves
+never reach Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisError
+
+from gateway.models import Share
+from gateway.observe import metrics
+
+log = structlog.get_logger("gateway.redis")
+REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+
+def connect(url: str, *, timeout: float | None) -> Redis:
+    """A client for ``redis://``, ``rediss://`` or ``redis+sentinel://`` URLs.
+
+    Sentinel URLs: ``redis+sentinel://[:password@]host:port[,host:port…]/service[/db]``.
+    ``timeout`` bounds connecting and every command (seconds; ``None`` for the
+    pub/sub connection, which blocks on purpose).
+    """
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout or 5.0,
+        "health_check_interval": 15,
+    }
+    parts = urlsplit(url)
+    if parts.scheme != "redis+sentinel":
+        client: Redis = Redis.from_url(url, **options)
+        return client
+    hosts = []
+    for item in parts.netloc.rsplit("@", 1)[-1].split(","):
+        host, _, port = item.rpartition(":")
+        hosts.append((host or item, int(port) if port.isdigit() else 26379))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("redis+sentinel:// URLs name the service: redis+sentinel://host:26379/mymaster")
+    password = unquote(parts.password) if parts.password else None
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        hosts, sentinel_kwargs={"password": password, **options}, **options
+    )
+    db = int(path[1]) if len(path) > 1 else 0
+    master: Redis = sentinel.master_for(path[0], db=db, password=password)
+    return master
+
+
+class CircuitBreaker:
+    """After a Redis failure, skip Redis for ``cooldown`` seconds, so a dead Redis
+    does not add its timeout to every request; then let traffic probe it again."""
+
+    def __init__(self, cooldown: float) -> None:
+        self._cooldown = cooldown
+        self._open_until = 0.0
+
+    @property
+    def closed(self) -> bool:
+        return time.monotonic() >= self._open_until
+
+    def failure(self) -> None:
+        if self.closed:
+            log.warning("redis_unavailable", retry_in=self._cooldown)
+        self._open_until = time.monotonic() + self._cooldown
+        metrics.DEPENDENCY_UP.labels("redis").set(0)
+
+    def success(self) -> None:
+        metrics.DEPENDENCY_UP.labels("redis").set(1)
+
+
+def _share_to_json(share: Share | None) -> str:
+    return json.dumps(None if share is None else dataclasses.asdict(share))
+
+
+def _share_from_json(raw: bytes | str) -> Share | None:
+    data = json.loads(raw)
+    return None if data is None else Share(**data)
+
+
+class SharedState:
+    """Share cache tier, revocation channel and task bindings in one Redis.
+
+    Every call raises one of ``REDIS_ERRORS`` when Redis cannot answer; callers
+    (``ShareCache``, ``TaskBindings``) count it, trip ``breaker`` and fall back.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        listener: Redis,
+        *,
+        prefix: str,
+        breaker: CircuitBreaker,
+        binding_ttl: int = 7 * 24 * 3600,
+    ) -> None:
+        self.client = client
+        self._listener = listener
+        self.breaker = breaker
+        self._share = f"{prefix}:share:"
+        self._task = f"{prefix}:task:"
+        self.channel = f"{prefix}:revocations"
+        self._binding_ttl = binding_ttl
+        self._pending: set[str] = set()  # revocations not yet fanned out (Redis was down)
+
+    async def get_share(self, token_hash: str) -> tuple[bool, Share | None]:
+        """``(found, share)``: ``found`` is False on a miss; ``share`` None for a negative entry."""
+        raw = await self.client.get(self._share + token_hash)
+        if raw is None:
+            return False, None
+        return True, _share_from_json(raw)
+
+    async def put_share(self, token_hash: str, share: Share | None, ttl: float) -> None:
+        if ttl > 0:
+            await self.client.set(self._share + token_hash, _share_to_json(share), px=int(ttl * 1000))
+
+    async def revoke(self, token_hash: str) -> None:
+        """Delete the cached share and tell every replica to evict it. Never raises:
+        a revocation Redis cannot take now is retried by the listener loop."""
+        self._pending.add(token_hash)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
+        for token_hash in list(self._pending):
+            await self.client.delete(self._share + token_hash)
+            await self.client.publish(self.channel, token_hash)
+            self._pending.discard(token_hash)
+
+    async def drop_share(self, token_hash: str) -> None:
+        await self.client.delete(self._share + token_hash)
+
+    async def get_binding(self, task_id: str) -> str | None:
+        raw = await self.client.get(self._task + task_id)
+        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    async def put_binding(self, task_id: str, context_id: str) -> str:
+        """Bind once across all replicas (``SET NX``); returns the binding that holds."""
+        if await self.client.set(self._task + task_id, context_id, nx=True, ex=self._binding_ttl):
+            return context_id
+        return await self.get_binding(task_id) or context_id
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except REDIS_ERRORS:
+            return False
+
+    async def listen(
+        self, evict: Callable[[str], None], resync: Callable[[], None], ready: asyncio.Event | None = None
+    ) -> None:
+        """Evict revoked shares as their messages arrive, until cancelled.
+
+        Whenever the subscription is (re-)established the in-process cache is
+        cleared (``resync``): revocations sent while it was down were missed.
+        Pending revocations of this replica are fanned out then, too.
+        """
+        delay = 0.1
+        while True:
+            pubsub = self._listener.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                resync()
+                await self._flush_pending()
+                delay = 0.1
+                if ready is not None:
+                    ready.set()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                    if message is not None and message["type"] == "message":
+                        data = message["data"]
+                        evict(data.decode() if isinstance(data, bytes) else str(data))
+            except REDIS_ERRORS as exc:
+                log.warning("revocation_subscription_lost", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        for client in (self.client, self._listener):
+            with contextlib.suppress(*REDIS_ERRORS):
+                await client.aclose()
