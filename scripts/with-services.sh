@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run a command with the services the test suite needs (PostgreSQL).
+# Run a command with the services the test suite needs (PostgreSQL, Redis).
 # Uses the one on 127.0.0.1:5432 (database "test", trust auth) when it answers,
 # else starts a throwaway server from installed binaries, else says what to install.
 set -euo pipefail
@@ -40,6 +40,23 @@ if [ -z "${SHARE_GATEWAY_TEST_POSTGRES:-}" ]; then
     cleanup+=("${as[*]} $bindir/pg_ctl -D $dir/data -m immediate stop >/dev/null; rm -rf $dir")
     "$bindir/createdb" -h 127.0.0.1 -p "$pgport" -U postgres test
     export SHARE_GATEWAY_TEST_POSTGRES="postgresql://postgres@127.0.0.1:$pgport/test"
+  fi
+fi
+
+if [ -z "${SHARE_GATEWAY_TEST_REDIS:-}" ]; then
+  if port_open 127.0.0.1 6379; then
+    export SHARE_GATEWAY_TEST_REDIS="redis://127.0.0.1:6379/0"
+  elif command -v redis-server >/dev/null; then
+    rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    echo "starting a throwaway Redis on 127.0.0.1:$rport" >&2
+    redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+      --pidfile "/tmp/share-gateway-redis-$rport.pid" >/dev/null
+    cleanup+=("kill \$(cat /tmp/share-gateway-redis-$rport.pid); rm -f /tmp/share-gateway-redis-$rport.pid")
+    export SHARE_GATEWAY_TEST_REDIS="redis://127.0.0.1:$rport/0"
+  else
+    echo "The tests need Redis: install redis-server (Debian: apt-get install redis-server) or point" >&2
+    echo "SHARE_GATEWAY_TEST_REDIS at one (redis://host:port/db)." >&2
+    exit 1
   fi
 fi
 

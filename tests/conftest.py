@@ -43,7 +43,8 @@ class Upstream:
     def clear(self) -> None:
         import urllib.request
 
-        urllib.request.urlopen(urllib.request.Request(self.url + "/_demo/requests", method="DELETE")).read()
+        with urllib.request.urlopen(urllib.request.Request(self.url + "/_demo/requests", method="DELETE")) as r:
+            r.read()
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +99,7 @@ async def make_gateway(tmp_path: Any, upstream: Upstream) -> AsyncIterator[Gatew
     """Build gateways: trusted-header identity from loopback by default, SQLite in tmp_path."""
     servers: list[TestServer] = []
 
-    async def make(store: ShareStore | None = None, **overrides: Any) -> Gateway:
+    async def make(inject_store: ShareStore | None = None, **overrides: Any) -> Gateway:
         settings = config.load(
             overrides={
                 "upstream": upstream.url,
@@ -110,7 +111,7 @@ async def make_gateway(tmp_path: Any, upstream: Upstream) -> AsyncIterator[Gatew
                 **{k.replace("__", "."): v for k, v in overrides.items()},
             }
         )
-        app = create_app(settings, store=store)
+        app = create_app(settings, store=inject_store)
         server = TestServer(app, host="127.0.0.1", handler_cancellation=True)
         await server.start_server()
         servers.append(server)
@@ -268,3 +269,119 @@ async def postgres_url() -> AsyncIterator[str]:
     """See ``postgres_schema``."""
     async with postgres_schema() as url:
         yield url
+
+
+REDIS_URL = os.environ.get("SHARE_GATEWAY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The test Redis (fails, never skips, when unreachable). Tests isolate by ``redis_prefix``."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except Exception as exc:
+        pytest.fail(f"Redis is required for this test and is not reachable at {REDIS_URL}: {exc}")
+    finally:
+        await client.aclose()
+    return REDIS_URL
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on a free port, that the test may kill and restart."""
+
+    def __init__(self, workdir: Any) -> None:
+        import shutil
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is required for this test (Debian: apt-get install redis-server)")
+        self.binary = binary
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        import socket
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("private redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Any) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+class TcpCut:
+    """A loopback TCP relay in front of a real server that a test can cut and restore:
+    connections are dropped and new ones refused while it is cut (fault injection
+    on the real wire, e.g. PostgreSQL going away)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.server: asyncio.AbstractServer | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+        for w in self.writers:
+            w.close()
+        self.writers.clear()
+        self.server = None
+
+    async def restore(self) -> None:
+        await self.start()

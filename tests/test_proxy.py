@@ -188,7 +188,7 @@ async def test_store_outage_fails_closed(
     make_gateway: GatewayFactory, client_for: Callable[[Gateway], Client], tmp_path: Any
 ) -> None:
     store = FailingStore(f"{tmp_path}/failing.db")
-    gw = await make_gateway(store=store, shares__cache_ttl="0", shares__negative_ttl="0")
+    gw = await make_gateway(inject_store=store, shares__cache_ttl="0", shares__negative_ttl="0")
     c = client_for(gw)
     sid = await c.session("alice")
     token = (await c.share("alice", sid))["token"]

@@ -38,6 +38,7 @@ class AccessRecorder:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closing = False
+        self._flushing = asyncio.Lock()  # one flush at a time: a returning flush means "all written"
 
     @property
     def pending(self) -> int:
@@ -76,7 +77,11 @@ class AccessRecorder:
                 row[2] += r.access_count
 
     async def flush(self) -> None:
-        """Write every pending row now; on failure keep them and raise ``StoreError``."""
+        """Write every row recorded before the call; on failure keep them and raise ``StoreError``."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self._pending:
             return
         taken, self._pending = self._pending, {}
