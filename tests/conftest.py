@@ -226,16 +226,23 @@ def client_for(http: aiohttp.ClientSession) -> Callable[[Gateway], Client]:
     return lambda gw: Client(http, gw.url)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    """Poll an async condition until true (or fail after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
+@pytest.fixture
+async def gw(make_gateway: GatewayFactory) -> Gateway:
+    """A default gateway in front of the demo agent."""
+    return await make_gateway()
 
 
+@pytest.fixture
+def c(gw: Gateway, client_for: Callable[[Gateway], Client]) -> Client:
+    return client_for(gw)
+
+
+async def chat(c: Client, user: str) -> tuple[str, dict[str, Any]]:
+    """A session of ``user`` with one completed task in it: ``(session_id, task)``."""
+    sid = await c.session(user)
+    status, body = await c.say("hello", user=user, context=sid)
+    assert status == 200, body
+    return sid, task_of(body["result"])
 
 
 POSTGRES_URL = os.environ.get("SHARE_GATEWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
-from tests.conftest import Client, Gateway, GatewayFactory, Upstream, artifact_text, task_of
-
-
-@pytest.fixture
-async def gw(make_gateway: GatewayFactory) -> Gateway:
-    return await make_gateway()
-
-
-@pytest.fixture
-def c(gw: Gateway, client_for: Callable[[Gateway], Client]) -> Client:
-    return client_for(gw)
+from tests.conftest import Client, Gateway, GatewayFactory, Upstream, artifact_text, chat, task_of
 
 
 def upstream_identity(upstream: Upstream) -> list[dict[str, list[str]]]:
@@ -30,14 +19,6 @@ def upstream_identity(upstream: Upstream) -> list[dict[str, list[str]]]:
                 h.setdefault(k, []).append(v)
         out.append(h)
     return out
-
-
-async def chat(c: Client, user: str) -> tuple[str, dict[str, Any]]:
-    """A session of ``user`` with one completed task in it."""
-    sid = await c.session(user)
-    status, body = await c.say("hello", user=user, context=sid)
-    assert status == 200, body
-    return sid, task_of(body["result"])
 
 
 # Row 1: target = share's session, read → forward as owner
