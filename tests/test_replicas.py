@@ -299,3 +299,26 @@ def test_sentinel_urls_are_understood() -> None:
         connect("redis+sentinel://10.0.0.1:26379", timeout=0.1)
 
 
+
+
+async def test_lost_subscription_clears_the_in_process_cache(
+    pg: str, private_redis: PrivateRedis, make_gateway: GatewayFactory,
+    client_for: Callable[[Gateway], Client],
+) -> None:
+    """A revocation published while this replica was unsubscribed must not be missed for long."""
+    gw = await make_gateway(store=pg, redis=private_redis.url, redis_prefix=prefix(), shares__cache_ttl="3600",
+                            timeouts__redis_retry="0.2")
+    c = client_for(gw)
+    sid = await c.session("alice")
+    share = await c.share("alice", sid)
+    status, _, _ = await c.call("GET", f"/api/sessions/{sid}", user="bob", token=share["token"])
+    assert status == 200  # now in the in-process cache for an hour
+    private_redis.kill()
+    await gw.store.revoke(share["id"], time.time())  # revoked elsewhere; the publish never arrives
+    status, _, _ = await c.call("GET", f"/api/sessions/{sid}", user="bob", token=share["token"])
+    assert status == 200  # stale for now: nothing told this replica
+    private_redis.start()
+    deadline = time.monotonic() + 10
+    while (await c.call("GET", f"/api/sessions/{sid}", user="bob", token=share["token"]))[0] != 403:
+        assert time.monotonic() < deadline, "re-subscribing did not clear the in-process cache"
+        await asyncio.sleep(0.05)
