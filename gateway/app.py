@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator
 from urllib.parse import quote
@@ -200,13 +201,22 @@ def create_app(
     return app
 
 
-async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    reuse_port: bool = False,
+    metrics_dir: str | None = None,
+) -> None:
     """Run the main and admin listeners until SIGTERM/SIGINT (or ``stop``), then drain.
 
-    Drain: report not-ready, stop accepting, let in-flight requests finish for
-    up to ``shutdown_grace`` seconds, then flush access records and close pools.
+    Drain: ``/readyz`` turns 503, open streams are ended cleanly, the listeners
+    stop accepting, in-flight requests get ``shutdown_grace`` seconds, then
+    pending access records are flushed and pools close. ``reuse_port`` lets
+    several worker processes share the ports (SO_REUSEPORT); ``metrics_dir``
+    makes ``/metrics`` aggregate every worker.
     """
-    health = Health(upstream=settings.upstream)
+    health = Health(upstream=settings.upstream, metrics_dir=metrics_dir)
     app = create_app(settings, health=health)
     runner = web.AppRunner(
         app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace
@@ -214,16 +224,17 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     admin_runner = web.AppRunner(create_admin_app(health), access_log=None)
     await admin_runner.setup()
     host, port = settings.admin_address
-    await web.TCPSite(admin_runner, host, port).start()
+    await web.TCPSite(admin_runner, host, port, reuse_port=reuse_port or None).start()
     await runner.setup()
     host, port = settings.listen_address
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None).start()
     log.info(
         "listening",
         listen=settings.listen,
         admin_listen=settings.admin_listen,
         upstream=settings.upstream,
         profile=settings.profile,
+        pid=os.getpid(),
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -231,8 +242,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("draining", grace_seconds=settings.shutdown_grace)
     health.draining = True
+    streams = app[PIPELINE].streams
+    log.info("draining", grace_seconds=settings.shutdown_grace, open_streams=len(streams))
+    streams.end_all()
     await runner.cleanup()
     await admin_runner.cleanup()
     log.info("stopped")

@@ -57,8 +57,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = load_settings(args, require_upstream=True)
     configure(settings.log.level, settings.log.format)
+    if settings.workers > 1 and args.worker_of is None:
+        from gateway.workers import supervise
+
+        return supervise(settings, args.argv)
     _install_uvloop()
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, reuse_port=args.worker_of is not None, metrics_dir=args.metrics_dir))
     return 0
 
 
@@ -112,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
         _add_setting_flags(sub)
         sub.set_defaults(func=func)
+        if name == "serve":  # set by the --workers supervisor for its children
+            sub.add_argument("--worker-of", type=int, default=None, help=argparse.SUPPRESS)
+            sub.add_argument("--metrics-dir", default=None, help=argparse.SUPPRESS)
     demo = commands.add_parser("demo", help="run the share story against a demo A2A agent")
     demo.add_argument("--keep-running", action="store_true", help="leave the demo running")
     demo.set_defaults(func=cmd_demo)
@@ -120,5 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv[1:]  # what followed the command name, for worker processes
     return int(args.func(args))

@@ -212,6 +212,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     trusted_proxies: NetworkList = Field(default_factory=list)
     shutdown_grace: float = Field(default=20.0, ge=0, description="seconds")
+    workers: int = Field(default=1, ge=1, le=64, description="processes sharing the ports (SO_REUSEPORT)")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     shares: SharesSettings = Field(default_factory=SharesSettings)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)

@@ -25,6 +25,7 @@ class Health:
     redis: SharedState | None = None
     upstream: str | None = None
     check_upstream: bool = True
+    metrics_dir: str | None = None  # prometheus multiprocess directory (``--workers``)
     last: dict[str, str] = field(default_factory=dict)
 
     async def _store_ok(self) -> bool:

@@ -334,25 +334,22 @@ def build_app(base_url: str, *, capture: bool = False) -> Starlette:
         if scope["type"] != "http" or scope["path"].startswith("/_demo/"):
             await app(scope, receive, send)
             return
-        chunks: list[bytes] = []
+        # Recorded before the app runs, so a request is visible here before its response is sent.
+        record: dict[str, Any] = {
+            "method": scope["method"],
+            "path": scope["raw_path"].decode("latin-1"),
+            "query": scope["query_string"].decode("latin-1"),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+            "body": "",
+        }
+        captured.append(record)
 
         async def tap() -> Message:
             event = await receive()
-            chunks.append(event.get("body", b""))
+            record["body"] += event.get("body", b"").decode("utf-8", "replace")
             return event
 
-        try:
-            await app(scope, tap, send)
-        finally:
-            captured.append(
-                {
-                    "method": scope["method"],
-                    "path": scope["raw_path"].decode("latin-1"),
-                    "query": scope["query_string"].decode("latin-1"),
-                    "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
-                    "body": b"".join(chunks).decode("utf-8", "replace"),
-                }
-            )
+        await app(scope, tap, send)
 
     return capturing  # type: ignore[return-value]
 

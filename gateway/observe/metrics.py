@@ -1,7 +1,10 @@
 """Every Prometheus metric the gateway exports, in one registry (prefix ``share_gateway_``).
 
 Labels are bounded: route templates, methods, status classes, decisions and
-reason ids. Never tokens, user ids or raw paths.
+reason ids. Never tokens, user ids or raw paths. With ``--workers N`` the
+supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` for its workers and ``/metrics``
+aggregates every worker's values (prometheus-client's multiprocess mode;
+gauges declare how they aggregate).
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    Info,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway import __version__
 
@@ -33,7 +36,9 @@ REQUEST_DURATION = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
-IN_FLIGHT = Gauge(_P + "requests_in_flight", "Requests being handled.", registry=REGISTRY)
+IN_FLIGHT = Gauge(
+    _P + "requests_in_flight", "Requests being handled.", registry=REGISTRY, multiprocess_mode="livesum"
+)
 DECISIONS = Counter(_P + "decisions_total", "Decisions by reason id.", ["reason_id"], registry=REGISTRY)
 UPSTREAM_DURATION = Histogram(
     _P + "upstream_request_duration_seconds",
@@ -61,19 +66,32 @@ ACCESS_RECORDS = Counter(
     registry=REGISTRY,
 )
 ACCESS_QUEUE_DEPTH = Gauge(
-    _P + "access_queue_depth", "Distinct (share, user) pairs awaiting write.", registry=REGISTRY
+    _P + "access_queue_depth",
+    "Distinct (share, user) pairs awaiting write.",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 OPEN_STREAMS = Gauge(
-    _P + "open_streams", "Streaming (SSE/chunked) responses being relayed.", registry=REGISTRY
+    _P + "open_streams",
+    "Streaming (SSE/chunked) responses being relayed.",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 DEPENDENCY_UP = Gauge(
     _P + "dependency_up",
-    "1 if a dependency (store, redis, upstream) answered its last probe.",
+    "1 if a dependency (store, redis, upstream) answered its last use or probe (min over workers).",
     ["dependency"],
     registry=REGISTRY,
+    multiprocess_mode="livemin",
 )
-BUILD = Info(_P + "build", "Build information.", registry=REGISTRY)
-BUILD.info({"version": __version__})
+BUILD = Gauge(
+    _P + "build_info",
+    "Build information (always 1).",
+    ["version"],
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
+BUILD.labels(__version__).set(1)
 
 
 def status_class(status: int) -> str:
@@ -81,6 +99,10 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx"
 
 
-def exposition() -> bytes:
-    """The registry in Prometheus text format."""
-    return generate_latest(REGISTRY)
+def exposition(multiprocess_dir: str | None = None) -> bytes:
+    """The registry in Prometheus text format; with ``multiprocess_dir``, every worker's values."""
+    if multiprocess_dir is None:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)

@@ -39,6 +39,7 @@ from gateway.pipeline.decide import SESSION_ACTIONS, decide
 from gateway.pipeline.forward import (
     CHUNK,
     Forwarder,
+    OpenStreams,
     StreamAborted,
     is_json,
     is_sse,
@@ -103,6 +104,7 @@ class Pipeline:
     max_parsed_body: int
     max_learned_response: int
     public_url: str | None
+    streams: OpenStreams = field(default_factory=OpenStreams)
     _unbound: TTLCache[tuple[str, str], bool] = field(
         default_factory=lambda: TTLCache(maxsize=10_000, ttl=10)
     )
@@ -357,7 +359,7 @@ class Pipeline:
                 on_chunk = self._sse_learner()
             elif learn and is_json(content_type):
                 on_chunk = self._json_collector(buffered)
-            response = await relay(request, upstream, out, on_chunk)
+            response = await relay(request, upstream, out, self.streams, on_chunk)
             if buffered:
                 await self.bindings.learn(a2a.bindings_in_json(b"".join(buffered)))
             return response

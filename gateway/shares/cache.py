@@ -107,7 +107,9 @@ class ShareCache:
             share = await self._store.share_by_token_hash(token_hash)
         except StoreError as exc:
             metrics.SHARE_LOOKUPS.labels("store", "error").inc()
+            metrics.DEPENDENCY_UP.labels("store").set(0)
             raise DependencyUnavailable() from exc
+        metrics.DEPENDENCY_UP.labels("store").set(1)
         metrics.SHARE_LOOKUPS.labels("store", "negative" if share is None else "hit").inc()
         if shared is not None and shared.breaker.closed:
             try:
