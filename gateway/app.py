@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 from gateway import profiles
 from gateway.config import Settings
 from gateway.errors import DependencyUnavailable
-from gateway.health import Health, create_admin_app
+from gateway.health import HEALTH, Health, create_admin_app
 from gateway.pipeline import Pipeline
 from gateway.pipeline.forward import Forwarder
 from gateway.pipeline.identify import Identifier
@@ -37,7 +37,6 @@ CACHE = web.AppKey("cache", ShareCache)
 BINDINGS = web.AppKey("bindings", TaskBindings)
 RECORDER = web.AppKey("recorder", AccessRecorder)
 PIPELINE = web.AppKey("pipeline", Pipeline)
-HEALTH = web.AppKey("health", Health)
 
 
 def ownership_probe(profile: Profile, forwarder: Forwarder, store: ShareStore, limit: int) -> OwnershipProbe:

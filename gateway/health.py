@@ -94,10 +94,11 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-async def metrics_endpoint(_request: web.Request) -> web.Response:
-    """Prometheus text exposition of the gateway's registry."""
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Prometheus text exposition of the gateway's registry (every worker's, with ``--workers``)."""
     return web.Response(
-        body=metrics.exposition(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        body=metrics.exposition(request.app[HEALTH].metrics_dir),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
 
 
