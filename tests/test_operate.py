@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.demo.story import free_port, wait_http
 from gateway.health import Health, create_admin_app
-from tests.conftest import Client, Gateway, Upstream, chat
+from tests.conftest import Client, Gateway, GatewayFactory, Upstream, chat
 
 
 def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -50,8 +50,12 @@ def delta(after: dict[Any, float], before: dict[Any, float], name: str, **labels
     return after.get(key, 0.0) - before.get(key, 0.0)
 
 
-async def test_scripted_scenario_exact_metric_deltas(gw: Gateway, c: Client) -> None:
-    sid, task = await chat(c, "alice")
+async def test_scripted_scenario_exact_metric_deltas(
+    make_gateway: GatewayFactory, client_for: Callable[[Gateway], Client]
+) -> None:
+    gw = await make_gateway(access__flush_interval="3600")  # only the explicit flush writes
+    c = client_for(gw)
+    sid, _ = await chat(c, "alice")
     ro = (await c.share("alice", sid))["token"]
     await c.call("GET", f"/api/sessions/{sid}", user="bob", token=ro)  # warm the cache
     before = scrape(await metrics_text())
