@@ -7,6 +7,7 @@ everything once and raises ``ConfigError`` listing every problem together.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -44,8 +46,10 @@ class ConfigError(Exception):
 
 
 def _split_list(value: Any) -> Any:
-    """Accept ``a,b`` strings (env vars, CLI flags) as lists."""
+    """Accept ``a,b`` strings and JSON lists (env vars, CLI flags) as lists."""
     if isinstance(value, str):
+        if value.strip().startswith("["):
+            return json.loads(value)
         return [part.strip() for part in value.split(",") if part.strip()]
     if isinstance(value, list | tuple):
         out: list[Any] = []
@@ -56,8 +60,8 @@ def _split_list(value: Any) -> Any:
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-NetworkList = Annotated[list[Network], BeforeValidator(_split_list)]
-StrList = Annotated[list[str], BeforeValidator(_split_list)]
+NetworkList = Annotated[list[Network], NoDecode, BeforeValidator(_split_list)]
+StrList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 
 
 class _Section(BaseModel):
@@ -225,6 +229,12 @@ class Settings(BaseSettings):
     def _listen(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @field_validator("upstream", "public_url", "redis", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """``""`` (an empty env var or Helm value) means "not set"."""
+        return None if value == "" else value
 
     @field_validator("upstream", "public_url")
     @classmethod
