@@ -227,3 +227,30 @@ def _worker_pids(supervisor: int) -> list[str]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(supervisor)], capture_output=True, text=True)
     return out.stdout.split()
 
+
+
+def test_library_and_error_logs_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from gateway.observe.logging import configure
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    token = "Zr0dKq9X2mP4vN8sT1uW6yB3cE5fH7jL0aQ2gI9oR4k"
+    try:
+        configure("info", "json")
+        logging.getLogger("aiohttp.server").error("Error handling request GET /api/s?x=1&share=%s HTTP/1.1", token)
+        try:
+            raise ValueError(f"bad header X-Share-Token: {token}")
+        except ValueError:
+            logging.getLogger("asyncio").exception("task failed")
+        structlog.get_logger("gateway.test").warning("revoking", path=f"/api/sessions/s1/shares/{token}",
+                                                      share_token=token)
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        structlog.reset_defaults()
+    err = capsys.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert len(lines) == 3
+    assert token not in err
+    assert err.count("[redacted]") >= 4
