@@ -9,7 +9,6 @@ import signal
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -17,6 +16,7 @@ from gateway import profiles
 from gateway.config import Settings
 from gateway.errors import DependencyUnavailable
 from gateway.health import HEALTH, Health, create_admin_app
+from gateway.observe.logging import get_logger
 from gateway.pipeline import Pipeline
 from gateway.pipeline.forward import Forwarder
 from gateway.pipeline.identify import Identifier
@@ -28,7 +28,7 @@ from gateway.shares.cache import ShareCache, TaskBindings
 from gateway.shares.shared_state import CircuitBreaker, SharedState, connect
 from gateway.shares.store import ShareStore, StoreError, open_store
 
-log = structlog.get_logger("gateway")
+log = get_logger("gateway")
 
 STORE = web.AppKey("store", ShareStore)
 FORWARDER = web.AppKey("forwarder", Forwarder)

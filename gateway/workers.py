@@ -20,13 +20,13 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-import structlog
 from prometheus_client import multiprocess
 
 from gateway.config import Settings
+from gateway.observe.logging import get_logger
 from gateway.shares.store import open_store
 
-log = structlog.get_logger("gateway.workers")
+log = get_logger("gateway.workers")
 
 
 def mark_process_dead(pid: int, metrics_dir: str) -> None:

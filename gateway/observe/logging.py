@@ -8,6 +8,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 # A share= query value, an X-Share-Token header value, or a token in a share
@@ -27,7 +28,8 @@ def redact(text: str) -> str:
 
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        # Fast path: every redacted form contains "share" in some case.
+        return redact(value) if "hare" in value or "HARE" in value else value
     if isinstance(value, dict):
         return {k: _redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -42,33 +44,61 @@ def redact_processor(
     for key, value in event_dict.items():
         if key == "share_token":
             event_dict[key] = REDACTED
-        else:
+        elif value is not None and not isinstance(value, int | float | bool):
             event_dict[key] = _redact_value(value)
     return event_dict
 
 
+def _stdlib_logger_name(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    record = event_dict.get("_record")
+    if record is not None:
+        event_dict["logger_name"] = record.name
+    return event_dict
+
+
+def _orjson_dumps(obj: Any, **_kw: Any) -> bytes:
+    return orjson.dumps(obj, default=str)
+
+
 def configure(level: str = "info", fmt: str = "auto") -> None:
-    """Configure structlog and route stdlib logging (aiohttp, asyncio) through it."""
+    """Configure structlog (JSON lines, or console on a TTY) and route stdlib logging through it.
+
+    The gateway's own events take structlog's fast path (filtering bound
+    logger, orjson, one write per line); aiohttp's and asyncio's stdlib
+    records go through the same processors via ``ProcessorFormatter``, so
+    redaction applies to every line either way.
+    """
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         redact_processor,
     ]
-    renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
+    numeric = logging.getLevelName(level.upper())
+    if use_console:
+        structlog.configure(
+            processors=[*shared, structlog.dev.ConsoleRenderer()],
+            wrapper_class=structlog.make_filtering_bound_logger(numeric),
+            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+            cache_logger_on_first_use=True,
+        )
+        renderer: Any = structlog.dev.ConsoleRenderer()
+    else:
+        structlog.configure(
+            processors=[*shared, structlog.processors.JSONRenderer(serializer=_orjson_dumps)],
+            wrapper_class=structlog.make_filtering_bound_logger(numeric),
+            logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
+            cache_logger_on_first_use=True,
+        )
+        renderer = structlog.processors.JSONRenderer()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[*shared[:-1], _stdlib_logger_name, redact_processor],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
@@ -77,3 +107,8 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     # aiohttp's own access log would print raw URLs; the gateway writes its own.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger whose events carry ``logger_name=name``."""
+    return structlog.get_logger(logger_name=name)  # bound lazily: configure() may come later

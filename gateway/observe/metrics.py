@@ -9,6 +9,8 @@ gauges declare how they aggregate).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -92,6 +94,19 @@ BUILD = Gauge(
     multiprocess_mode="max",
 )
 BUILD.labels(__version__).set(1)
+
+
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, memoised: label sets are bounded, and the hot path
+    then skips prometheus-client's validation and lock on every request."""
+    key = (id(metric), labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*labels)
+    return found
 
 
 def status_class(status: int) -> str:

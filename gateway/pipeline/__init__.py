@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import structlog
 from aiohttp import web
 from cachetools import TTLCache
 from multidict import CIMultiDict
@@ -34,6 +33,7 @@ from gateway.models import (
     Target,
 )
 from gateway.observe import metrics
+from gateway.observe.logging import get_logger
 from gateway.pipeline import a2a
 from gateway.pipeline.decide import SESSION_ACTIONS, decide
 from gateway.pipeline.forward import (
@@ -62,11 +62,12 @@ from gateway.shares.access import AccessRecorder
 from gateway.shares.api import ShareApi
 from gateway.shares.cache import ShareCache, TaskBindings
 
-access_log = structlog.get_logger("gateway.access")
+access_log = get_logger("gateway.access")
 ANONYMOUS = Caller(None, "anonymous")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_TASK_IDS = 16  # per request; more cannot be attributed to one session
+SMALL_BODY = 64 * 1024  # bytes: bodies up to this size with a Content-Length are read whole
 
 
 @dataclass(slots=True)
@@ -105,6 +106,7 @@ class Pipeline:
     max_learned_response: int
     public_url: str | None
     streams: OpenStreams = field(default_factory=OpenStreams)
+    _proxies: dict[str | None, bool] = field(default_factory=dict)
     _unbound: TTLCache[tuple[str, str], bool] = field(
         default_factory=lambda: TTLCache(maxsize=10_000, ttl=10)
     )
@@ -114,7 +116,7 @@ class Pipeline:
         started = time.perf_counter()
         rid = request.headers.get("X-Request-Id", "")
         ex = Exchange(
-            rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex,
+            rid if _REQUEST_ID.match(rid) else os.urandom(16).hex(),
             request.method if request.method in _METHODS else "OTHER",
         )
         metrics.IN_FLIGHT.inc()
@@ -139,9 +141,11 @@ class Pipeline:
         finally:
             metrics.IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
-            metrics.REQUESTS.labels(ex.route, ex.method, metrics.status_class(status), ex.decision).inc()
-            metrics.REQUEST_DURATION.labels(ex.route, ex.decision).observe(elapsed)
-            metrics.DECISIONS.labels(ex.reason_id).inc()
+            metrics.child(
+                metrics.REQUESTS, ex.route, ex.method, metrics.status_class(status), ex.decision
+            ).inc()
+            metrics.child(metrics.REQUEST_DURATION, ex.route, ex.decision).observe(elapsed)
+            metrics.child(metrics.DECISIONS, ex.reason_id).inc()
             access_log.info(
                 "request",
                 request_id=ex.request_id,
@@ -328,7 +332,7 @@ class Pipeline:
             identity_header=self.profile.identity_header,
             extra_strip=self.identifier.consumed_headers,
             peer=peer,
-            peer_is_proxy=in_networks(peer, self.trusted_proxies),
+            peer_is_proxy=self._is_proxy(peer),
             scheme=request.scheme,
             host=request.headers.get("Host"),
             request_id=ex.request_id,
@@ -347,12 +351,20 @@ class Pipeline:
         async with self.forwarder.request(request.method, url, headers, data) as upstream:
             ex.upstream_status = upstream.status
             ex.upstream_ms = round((time.perf_counter() - started) * 1000, 3)
-            metrics.UPSTREAM_DURATION.labels(ex.route).observe(time.perf_counter() - started)
+            metrics.child(metrics.UPSTREAM_DURATION, ex.route).observe(time.perf_counter() - started)
             content_type = upstream.headers.get("Content-Type", "")
             if card and upstream.status == 200 and is_json(content_type):
                 return await self._agent_card(request, ex, upstream, decision, path)
             out = response_headers(upstream.headers, decision=decision, body_replaced=False)
             out["X-Request-Id"] = ex.request_id
+            length = upstream.content_length
+            if length is not None and length <= SMALL_BODY and request.method != "HEAD":
+                # A small, complete body: one read and one write beat a streamed relay.
+                body = await upstream.read()
+                if learn and is_json(content_type):
+                    await self.bindings.learn(a2a.bindings_in_json(body))
+                out.popall("Content-Length", None)
+                return web.Response(body=body, status=upstream.status, reason=upstream.reason, headers=out)
             on_chunk: Callable[[bytes], Awaitable[None]] | None = None
             buffered: list[bytes] = []
             if learn and is_sse(content_type):
@@ -363,6 +375,17 @@ class Pipeline:
             if buffered:
                 await self.bindings.learn(a2a.bindings_in_json(b"".join(buffered)))
             return response
+
+    def _is_proxy(self, peer: str | None) -> bool:
+        """Is the TCP peer a trusted proxy? (memoised per address; bounded)"""
+        if not self.trusted_proxies:
+            return False
+        known = self._proxies.get(peer)
+        if known is None:
+            if len(self._proxies) > 10_000:
+                self._proxies.clear()
+            known = self._proxies[peer] = in_networks(peer, self.trusted_proxies)
+        return known
 
     def _sse_learner(self) -> Callable[[bytes], Awaitable[None]]:
         scanner = a2a.SseScanner(self.max_learned_response)

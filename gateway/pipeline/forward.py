@@ -106,10 +106,10 @@ class Forwarder:
                 method, url, headers=headers, data=data, allow_redirects=False
             )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+            metrics.child(metrics.UPSTREAM_ERRORS, "timeout").inc()
             raise UpstreamTimeout() from exc
         except aiohttp.ClientError as exc:
-            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
+            metrics.child(metrics.UPSTREAM_ERRORS, "unreachable").inc()
             raise UpstreamUnreachable() from exc
         try:
             yield response
@@ -165,7 +165,7 @@ async def relay(
                 if isinstance(exc, aiohttp.ClientConnectionResetError | ConnectionResetError):
                     raise  # the client went away: nothing left to tell anyone
                 if not (streams.draining and streaming):
-                    metrics.UPSTREAM_ERRORS.labels("stream_aborted").inc()
+                    metrics.child(metrics.UPSTREAM_ERRORS, "stream_aborted").inc()
                     if request.transport is not None:
                         request.transport.close()
                     raise StreamAborted(type(exc).__name__) from exc

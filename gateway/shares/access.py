@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import time
 
-import structlog
-
 from gateway.observe import metrics
+from gateway.observe.logging import get_logger
 from gateway.shares.store import AccessRow, ShareStore, StoreError
 
-log = structlog.get_logger("gateway.access")
+log = get_logger("gateway.access")
 
 
 class AccessRecorder:
@@ -55,11 +54,11 @@ class AccessRecorder:
             row[1] = max(row[1], at)
             row[2] += 1
         elif len(self._pending) >= self._max:
-            metrics.ACCESS_RECORDS.labels("dropped").inc()
+            metrics.child(metrics.ACCESS_RECORDS, "dropped").inc()
             return
         else:
             self._pending[key] = [at, at, 1]
-        metrics.ACCESS_RECORDS.labels("queued").inc()
+        metrics.child(metrics.ACCESS_RECORDS, "queued").inc()
         metrics.ACCESS_QUEUE_DEPTH.set(len(self._pending))
 
     def _merge_back(self, rows: list[AccessRow]) -> None:
@@ -68,7 +67,7 @@ class AccessRecorder:
             row = self._pending.get(key)
             if row is None:
                 if len(self._pending) >= self._max:
-                    metrics.ACCESS_RECORDS.labels("dropped").inc(r.access_count)
+                    metrics.child(metrics.ACCESS_RECORDS, "dropped").inc(r.access_count)
                     continue
                 self._pending[key] = [r.first_accessed_at, r.last_accessed_at, r.access_count]
             else:
@@ -92,10 +91,10 @@ class AccessRecorder:
                 await self._store.record_access(batch)
             except StoreError:
                 self._merge_back(rows[start:])
-                metrics.ACCESS_RECORDS.labels("retried").inc(len(rows) - start)
+                metrics.child(metrics.ACCESS_RECORDS, "retried").inc(len(rows) - start)
                 metrics.ACCESS_QUEUE_DEPTH.set(len(self._pending))
                 raise
-            metrics.ACCESS_RECORDS.labels("written").inc(len(batch))
+            metrics.child(metrics.ACCESS_RECORDS, "written").inc(len(batch))
         metrics.ACCESS_QUEUE_DEPTH.set(len(self._pending))
 
     async def _run(self) -> None:
@@ -129,7 +128,7 @@ class AccessRecorder:
             except StoreError as exc:
                 if time.monotonic() >= deadline:
                     log.error("access_records_lost", pairs=len(self._pending), error=str(exc))
-                    metrics.ACCESS_RECORDS.labels("dropped").inc(
+                    metrics.child(metrics.ACCESS_RECORDS, "dropped").inc(
                         sum(int(v[2]) for v in self._pending.values())
                     )
                     self._pending.clear()

@@ -68,9 +68,9 @@ class ShareCache:
         """The share for ``token_hash`` (possibly revoked/expired: the caller checks), or ``None``."""
         found: Any = self._l1.get(token_hash, _MISSING)
         if found is not _MISSING:
-            metrics.SHARE_LOOKUPS.labels("l1", "negative" if found is None else "hit").inc()
+            metrics.child(metrics.SHARE_LOOKUPS, "l1", "negative" if found is None else "hit").inc()
             return found  # type: ignore[no-any-return]
-        metrics.SHARE_LOOKUPS.labels("l1", "miss").inc()
+        metrics.child(metrics.SHARE_LOOKUPS, "l1", "miss").inc()
         pending = self._inflight.get(token_hash)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -95,22 +95,24 @@ class ShareCache:
                 found, share = await shared.get_share(token_hash)
                 shared.breaker.success()
                 if found:
-                    metrics.SHARE_LOOKUPS.labels("redis", "negative" if share is None else "hit").inc()
+                    metrics.child(
+                        metrics.SHARE_LOOKUPS, "redis", "negative" if share is None else "hit"
+                    ).inc()
                     return share
-                metrics.SHARE_LOOKUPS.labels("redis", "miss").inc()
+                metrics.child(metrics.SHARE_LOOKUPS, "redis", "miss").inc()
             except REDIS_ERRORS:
                 shared.breaker.failure()
-                metrics.SHARE_LOOKUPS.labels("redis", "error").inc()
+                metrics.child(metrics.SHARE_LOOKUPS, "redis", "error").inc()
         elif shared is not None:
-            metrics.SHARE_LOOKUPS.labels("redis", "bypassed").inc()
+            metrics.child(metrics.SHARE_LOOKUPS, "redis", "bypassed").inc()
         try:
             share = await self._store.share_by_token_hash(token_hash)
         except StoreError as exc:
-            metrics.SHARE_LOOKUPS.labels("store", "error").inc()
-            metrics.DEPENDENCY_UP.labels("store").set(0)
+            metrics.child(metrics.SHARE_LOOKUPS, "store", "error").inc()
+            metrics.child(metrics.DEPENDENCY_UP, "store").set(0)
             raise DependencyUnavailable() from exc
-        metrics.DEPENDENCY_UP.labels("store").set(1)
-        metrics.SHARE_LOOKUPS.labels("store", "negative" if share is None else "hit").inc()
+        metrics.child(metrics.DEPENDENCY_UP, "store").set(1)
+        metrics.child(metrics.SHARE_LOOKUPS, "store", "negative" if share is None else "hit").inc()
         if shared is not None and shared.breaker.closed:
             try:
                 await shared.put_share(token_hash, share, self._lifetime(share, self._redis_ttl))

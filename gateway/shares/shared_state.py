@@ -18,15 +18,15 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import structlog
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
 from gateway.models import Share
 from gateway.observe import metrics
+from gateway.observe.logging import get_logger
 
-log = structlog.get_logger("gateway.redis")
+log = get_logger("gateway.redis")
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
