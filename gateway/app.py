@@ -20,6 +20,7 @@ from gateway.observe.logging import get_logger
 from gateway.pipeline import Pipeline
 from gateway.pipeline.forward import Forwarder
 from gateway.pipeline.identify import Identifier
+from gateway.pipeline.outbound import strip_set
 from gateway.pipeline.routes import RouteTable
 from gateway.profiles import Profile
 from gateway.shares.access import AccessRecorder
@@ -183,6 +184,7 @@ def create_app(
                 ownership_ttl=settings.shares.ownership_cache_ttl,
             ),
             trusted_proxies=trusted,
+            strip=strip_set(profile.identity_header, identifier.consumed_headers),
             max_parsed_body=settings.limits.max_parsed_body,
             max_learned_response=settings.limits.max_learned_response,
             public_url=settings.public_url,

@@ -6,7 +6,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.models import Caller, Decision, Outcome, Share
-from gateway.pipeline.outbound import response_headers, upstream_headers
+from gateway.pipeline.outbound import response_headers, strip_set, upstream_headers
 
 SHARE = Share("sh_1", "s1", "alice", True, None, "abc", 0.0)
 AS_OWNER = Decision(Outcome.AS_OWNER, "share_read", effective_user="alice", share=SHARE)
@@ -21,7 +21,7 @@ def build(pairs: list[tuple[str, str]], decision: Decision = AS_CALLER, *, proxy
         decision=decision,
         caller=BOB,
         identity_header="X-User-Id",
-        extra_strip=strip,
+        strip=strip_set("X-User-Id", strip),
         peer="10.1.2.3",
         peer_is_proxy=proxy,
         scheme="https",

@@ -17,6 +17,7 @@ _QUERY = re.compile(r"((?:^|[?&;\s])share=)[^&\s\"']+", re.IGNORECASE)
 _HEADER = re.compile(r"(x[-_]share[-_]token[\"']?\s*[:=,]\s*[\"']?)[^\"'\s,}]+", re.IGNORECASE)
 _SHARE_PATH = re.compile(r"(/shares/)(?!sh_)[A-Za-z0-9_-]{16,}")
 REDACTED = "[redacted]"
+_TOKEN_FORMS = ("share=", "share-token", "share_token", "/shares/")
 
 
 def redact(text: str) -> str:
@@ -28,8 +29,17 @@ def redact(text: str) -> str:
 
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
-        # Fast path: every redacted form contains "share" in some case.
-        return redact(value) if "hare" in value or "HARE" in value else value
+        # Fast path: only text with one of the three token-carrying forms is scanned.
+        if "hare" in value or "HARE" in value:
+            lowered = value.lower()
+            if (
+                "share=" in lowered
+                or "share-token" in lowered
+                or "share_token" in lowered
+                or "/shares/" in lowered
+            ):
+                return redact(value)
+        return value
     if isinstance(value, dict):
         return {k: _redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -72,7 +82,6 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     """
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

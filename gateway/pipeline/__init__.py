@@ -105,6 +105,7 @@ class Pipeline:
     max_parsed_body: int
     max_learned_response: int
     public_url: str | None
+    strip: frozenset[str] = frozenset()  # from outbound.strip_set, built at start-up
     streams: OpenStreams = field(default_factory=OpenStreams)
     _proxies: dict[str | None, bool] = field(default_factory=dict)
     _unbound: TTLCache[tuple[str, str], bool] = field(
@@ -330,7 +331,7 @@ class Pipeline:
             decision=decision,
             caller=caller,
             identity_header=self.profile.identity_header,
-            extra_strip=self.identifier.consumed_headers,
+            strip=self.strip,
             peer=peer,
             peer_is_proxy=self._is_proxy(peer),
             scheme=request.scheme,

@@ -39,13 +39,19 @@ def connection_listed(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> froz
     return frozenset(names)
 
 
+def strip_set(identity_header: str, extra_strip: Iterable[str]) -> frozenset[str]:
+    """Normalised request header names never forwarded (computed once at start-up)."""
+    names = _REQUEST_DROP | IDENTITY_HEADERS | {"x-request-id", normalise_header_name(identity_header)}
+    return frozenset(names | {normalise_header_name(h) for h in extra_strip})
+
+
 def upstream_headers(
     incoming: CIMultiDictProxy[str],
     *,
     decision: Decision,
     caller: Caller,
     identity_header: str,
-    extra_strip: Iterable[str],
+    strip: frozenset[str],
     peer: str | None,
     peer_is_proxy: bool,
     scheme: str,
@@ -57,22 +63,23 @@ def upstream_headers(
 
     Removes hop-by-hop headers, every header named in ``Connection``, every
     client-sent identity header (matched case-insensitively with ``_`` read as
-    ``-``, every duplicate), the share token, and ``X-Forwarded-*``/``Forwarded``
+    ``-``, every duplicate; ``strip`` from ``strip_set``), the share token, and
+    ``X-Forwarded-*``/``Forwarded``
     unless the peer is a trusted proxy. Then sets exactly one identity header
     (``identity_header``, normally ``X-User-Id``) to ``decision.effective_user``,
     the share headers when acting as the owner, ``X-Forwarded-For/Proto/Host``
     and ``X-Request-Id``.
     """
-    drop = _REQUEST_DROP | connection_listed(incoming) | IDENTITY_HEADERS
-    drop |= {normalise_header_name(h) for h in extra_strip}
-    drop |= {normalise_header_name(identity_header)}
+    drop = strip
+    if "Connection" in incoming:
+        drop = drop | connection_listed(incoming)
     if decision.shared:
-        drop |= _CALLER_CREDENTIALS
+        drop = drop | _CALLER_CREDENTIALS
     out: CIMultiDict[str] = CIMultiDict()
     prior_xff: list[str] = []
     for name, value in incoming.items():
-        norm = normalise_header_name(name)
-        if norm in drop or norm == "x-request-id":
+        norm = name.lower().replace("_", "-")
+        if norm in drop:
             continue
         if norm.startswith(FORWARDED_PREFIX) or norm == "forwarded":
             if not peer_is_proxy:
@@ -106,7 +113,7 @@ def response_headers(
     no-referrer`` and ``Cache-Control: no-store`` (the URL may carry a token, the
     body is someone else's) and ``X-Share-Read-Only``.
     """
-    drop = HOP_BY_HOP | connection_listed(upstream)
+    drop = HOP_BY_HOP | connection_listed(upstream) if "Connection" in upstream else HOP_BY_HOP
     if body_replaced:
         drop = drop | {"content-length", "content-encoding", "etag"}
     out: CIMultiDict[str] = CIMultiDict(
