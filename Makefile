@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ demo: $(VENV)/.installed
 test: lint typecheck unit
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check gateway tests
+	$(VENV)/bin/ruff check gateway tests bench
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
@@ -29,3 +29,9 @@ unit: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+## bench: gateway vs direct upstream vs nginx, one run (needs nginx, wrk, hey; installs them on Debian as root)
+bench: $(VENV)/.installed
+	scripts/bench-deps.sh
+	scripts/with-services.sh $(PY) -m bench.run
+	scripts/with-services.sh $(PY) -m bench.lookup_cost --redis $${SHARE_GATEWAY_TEST_REDIS:-redis://127.0.0.1:6379/0}

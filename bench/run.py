@@ -14,7 +14,6 @@ and, as its last line, one JSON object.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -150,7 +149,7 @@ def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Proce
 
     with open(log, "wb") as out:
         popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                 preexec_fn=raise_limit)  # noqa: PLW1509
+                                 preexec_fn=raise_limit)
     return Process(popen)
 
 
@@ -182,7 +181,9 @@ def wrk(s: Scenario, seconds: int, work: Path) -> tuple[float, int]:
 
 
 def hey(s: Scenario, seconds: int, rate: int) -> tuple[float, float]:
-    cmd = ["hey", "-z", f"{seconds}s", "-c", "10", "-q", str(rate // 10), "-disable-keepalive=false"]
+    # One connection at an even pace: hey -q is per connection, and several
+    # connections tick together, sending bursts instead of a fixed rate.
+    cmd = ["hey", "-z", f"{seconds}s", "-c", "1", "-q", str(rate)]
     for k, v in s.headers.items():
         cmd += ["-H", f"{k}: {v}"]
     if s.body is not None:
@@ -214,13 +215,14 @@ def gateway_cmd(port: int, admin: int, upstream: int, store: str, redis: str, wo
             "--workers", str(workers)]
 
 
-def main() -> None:  # noqa: PLR0915 - one linear script
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=8, help="per wrk/hey run")
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--streams", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--skip-sse", action="store_true")
+    parser.add_argument("--sse-only", action="store_true")
     args = parser.parse_args()
     for binary in ("nginx", "wrk", "hey"):
         need(binary)
@@ -274,45 +276,12 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             Scenario("gateway_invalid_token", f"{base}/api/sessions/sess-1",
                      {**as_bob, "X-Share-Token": "x" * 43}, process=gw),
         ]
-        for s in scenarios:
-            if s.name == "gateway_invalid_token":
-                s_rps = _invalid_rps(s, args.seconds)
-                rows.append((s.name, f"{s_rps:,.0f}", "-", "-", "-", "403 answers"))
-                results[f"{s.name}_rps"] = round(s_rps)
-                continue
-            cpu0 = s.process.cpu_seconds() if s.process else 0.0
-            rps, total = wrk(s, args.seconds, work)
-            cpu = (s.process.cpu_seconds() - cpu0) / total * 1000 if s.process else None
-            p50, p99 = hey(s, args.seconds, args.rate)
-            rss = s.process.status_kb("VmHWM") if s.process else None
-            results[f"{s.name}_rps"] = round(rps)
-            results[f"{s.name}_p50_ms_at_{args.rate}rps"] = round(p50, 3)
-            results[f"{s.name}_p99_ms_at_{args.rate}rps"] = round(p99, 3)
-            if cpu is not None:
-                results[f"{s.name}_cpu_seconds_per_1k"] = round(cpu, 4)
-                results[f"{s.name}_peak_rss_kb"] = rss
-            rows.append((s.name, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}",
-                         "-" if cpu is None else f"{cpu:.3f}", "-" if rss is None else f"{rss:,}"))
-        results["share_vs_nginx_throughput_ratio"] = round(results["gateway_share_rps"] / results["nginx_rps"], 3)
-        results["added_p99_ms_at_500rps"] = round(
-            results[f"gateway_share_p99_ms_at_{args.rate}rps"] - results[f"direct_p99_ms_at_{args.rate}rps"], 3)
-        results["cpu_seconds_per_1k"] = results["gateway_share_cpu_seconds_per_1k"]
-        results["workers"] = args.workers
-        gw.stop()
-        if args.workers == 1:
-            gw2, port2 = run_gateway(2)
-            s2 = Scenario("gateway_share_2_workers", f"http://127.0.0.1:{port2}/api/sessions/sess-1", shared,
-                          process=gw2)
-            get(s2.url, shared)
-            cpu0 = gw2.cpu_seconds()
-            rps2, total2 = wrk(s2, args.seconds, work)
-            cpu2 = (gw2.cpu_seconds() - cpu0) / total2 * 1000
-            results["two_workers_share_rps"] = round(rps2)
-            results["two_workers_cpu_seconds_per_1k"] = round(cpu2, 4)
-            results["two_workers_cpu_ratio"] = round(cpu2 / results["cpu_seconds_per_1k"], 3)
-            rows.append(("gateway_share, --workers 2", f"{rps2:,.0f}", "-", "-", f"{cpu2:.3f}",
-                         f"{gw2.status_kb('VmHWM'):,}"))
-            gw2.stop()
+        if not args.sse_only:
+            results |= http_scenarios(scenarios, args, work, rows)
+            gw.stop()
+            if args.workers == 1:
+                results |= two_workers(run_gateway, shared, args.seconds, work, rows,
+                                       results["cpu_seconds_per_1k"])
         if not args.skip_sse:
             results |= sse(work, stack, store_url, redis, args.streams, shared, rows)
     subprocess.run(["psql", store, "-qc", f"DROP SCHEMA {schema} CASCADE"], check=False)
@@ -323,10 +292,58 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     print(json.dumps(results))
 
 
+def http_scenarios(scenarios: list[Scenario], args: argparse.Namespace, work: Path,
+                   rows: list[Any]) -> dict[str, Any]:
+    """Throughput (wrk), latency at a fixed rate (hey), CPU per 1,000 requests and peak RSS."""
+    results: dict[str, Any] = {}
+    for s in scenarios:
+        if s.name == "gateway_invalid_token":
+            s_rps = _invalid_rps(s, args.seconds)
+            rows.append((s.name, f"{s_rps:,.0f}", "-", "-", "-", "403 answers"))
+            results[f"{s.name}_rps"] = round(s_rps)
+            continue
+        cpu0 = s.process.cpu_seconds() if s.process else 0.0
+        rps, total = wrk(s, args.seconds, work)
+        cpu = (s.process.cpu_seconds() - cpu0) / total * 1000 if s.process else None
+        p50, p99 = hey(s, args.seconds, args.rate)
+        rss = s.process.status_kb("VmHWM") if s.process else None
+        results[f"{s.name}_rps"] = round(rps)
+        results[f"{s.name}_p50_ms_at_{args.rate}rps"] = round(p50, 3)
+        results[f"{s.name}_p99_ms_at_{args.rate}rps"] = round(p99, 3)
+        if cpu is not None:
+            results[f"{s.name}_cpu_seconds_per_1k"] = round(cpu, 4)
+            results[f"{s.name}_peak_rss_kb"] = rss
+        rows.append((s.name, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}",
+                     "-" if cpu is None else f"{cpu:.3f}", "-" if rss is None else f"{rss:,}"))
+    results["share_vs_nginx_throughput_ratio"] = round(results["gateway_share_rps"] / results["nginx_rps"], 3)
+    results["added_p99_ms_at_500rps"] = round(
+        results[f"gateway_share_p99_ms_at_{args.rate}rps"] - results[f"direct_p99_ms_at_{args.rate}rps"], 3)
+    results["cpu_seconds_per_1k"] = results["gateway_share_cpu_seconds_per_1k"]
+    results["workers"] = args.workers
+    return results
+
+
+def two_workers(run_gateway: Any, shared: dict[str, str], seconds: int, work: Path, rows: list[Any],
+                one_worker_cpu: float) -> dict[str, Any]:
+    """The share scenario with --workers 2: throughput and CPU per 1,000 requests."""
+    gw2, port2 = run_gateway(2)
+    s2 = Scenario("gateway_share_2_workers", f"http://127.0.0.1:{port2}/api/sessions/sess-1", shared,
+                  process=gw2)
+    get(s2.url, shared)
+    cpu0 = gw2.cpu_seconds()
+    rps2, total2 = wrk(s2, seconds, work)
+    cpu2 = (gw2.cpu_seconds() - cpu0) / total2 * 1000
+    rows.append(("gateway_share, --workers 2", f"{rps2:,.0f}", "-", "-", f"{cpu2:.3f}",
+                 f"{gw2.status_kb('VmHWM'):,}"))
+    gw2.stop()
+    return {"two_workers_share_rps": round(rps2), "two_workers_cpu_seconds_per_1k": round(cpu2, 4),
+            "two_workers_cpu_ratio": round(cpu2 / one_worker_cpu, 3)}
+
+
 def _invalid_rps(s: Scenario, seconds: int) -> float:
-    out = subprocess.run(["wrk", "-t2", "-c64", f"-d{seconds}s", *sum((["-H", f"{k}: {v}"]
-                          for k, v in s.headers.items()), []), s.url], capture_output=True, text=True,
-                         check=True).stdout
+    flags = [part for k, v in s.headers.items() for part in ("-H", f"{k}: {v}")]
+    out = subprocess.run(["wrk", "-t2", "-c64", f"-d{seconds}s", *flags, s.url], capture_output=True,
+                         text=True, check=True).stdout
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
@@ -336,7 +353,7 @@ def sse(work: Path, stack: ExitStack, store: str, redis: str, streams: int, shar
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     streams = min(streams, (hard - 300) // 2)  # the gateway holds two sockets per stream
     up_port = free_port()
-    upstream = start([sys.executable, "-m", "bench.sse", "upstream", "--port", str(up_port), "--interval", "1"],
+    upstream = start([sys.executable, "-m", "bench.sse", "upstream", "--port", str(up_port), "--interval", "4"],
                      work / "sse-upstream.log")
     stack.callback(upstream.stop)
     wait_port(up_port)
@@ -349,8 +366,8 @@ def sse(work: Path, stack: ExitStack, store: str, redis: str, streams: int, shar
 
     def client(url: str) -> tuple[dict[str, Any], int]:
         proc = subprocess.Popen([sys.executable, "-m", "bench.sse", "client", "--url", url, "--streams",
-                                 str(streams), "--events", "3", "--timeout", "90",
-                                 *sum((["-H", h] for h in headers), [])],
+                                 str(streams), "--events", "3", "--timeout", "60",
+                                 *[part for h in headers for part in ("-H", h)]],
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         connected = json.loads(proc.stdout.readline())

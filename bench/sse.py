@@ -5,7 +5,8 @@
 
 The upstream answers every GET with an endless ``text/event-stream`` (no
 Content-Length, connection-delimited) and writes ``data: {"t": <send time>}``
-to every open stream each ``interval`` seconds. The client opens N streams,
+to each open stream every ``interval`` seconds, each stream at its own random
+phase (a steady N/interval events per second). The client opens N streams,
 waits for E events on each, and prints one JSON object: streams connected,
 events received and the delay distribution (receive time - send time, ms).
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import random
 import resource
 import statistics
 import sys
@@ -23,43 +26,58 @@ from urllib.parse import urlsplit
 
 
 def raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
 
 
-class Broadcaster(asyncio.Protocol):
-    streams: set[asyncio.Transport] = set()
+class Feeder(asyncio.Protocol):
+    """One stream: an event every ``interval`` seconds, at a random phase, so the
+    load is a steady N / interval events per second rather than one burst."""
+
+    interval = 1.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.buf = b""
+        self.task: asyncio.Task[None] | None = None
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        if b"\r\n\r\n" in self.buf and self.transport not in Broadcaster.streams:
+        if b"\r\n\r\n" in self.buf and self.task is None:
             self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                  b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n: hello\n\n")
-            Broadcaster.streams.add(self.transport)
+            self.task = asyncio.get_running_loop().create_task(self.feed())
+
+    async def feed(self) -> None:
+        await asyncio.sleep(random.uniform(0, self.interval))
+        while not self.transport.is_closing():
+            self.transport.write(b'data: {"t": %.6f}\n\n' % time.time())
+            await asyncio.sleep(self.interval)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        Broadcaster.streams.discard(self.transport)
+        if self.task is not None:
+            self.task.cancel()
 
 
 async def upstream(port: int, interval: float) -> None:
     raise_fd_limit()
+    Feeder.interval = interval
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Broadcaster, "127.0.0.1", port, backlog=4096)
+    server = await loop.create_server(Feeder, "127.0.0.1", port, backlog=4096)
     async with server:
-        while True:
-            await asyncio.sleep(interval)
-            for transport in list(Broadcaster.streams):
-                transport.write(b'data: {"t": %.6f}\n\n' % time.time())
+        await asyncio.Event().wait()
 
 
 class Reader(asyncio.Protocol):
-    def __init__(self, sink: list[float], wanted: int, done: asyncio.Event, counter: list[int]) -> None:
+    """Counts events and their delays once ``measuring[0]`` is set (steady state only:
+    events that arrive while thousands of other streams are still connecting say
+    more about connection set-up than about relaying)."""
+
+    def __init__(self, sink: list[float], wanted: int, done: asyncio.Event, counter: list[int],
+                 measuring: list[bool]) -> None:
         self.sink, self.wanted, self.done, self.counter = sink, wanted, done, counter
+        self.measuring = measuring
         self.buf = b""
         self.got = 0
         self.headers_seen = False
@@ -79,8 +97,10 @@ class Reader(asyncio.Protocol):
             end = rest.find(b"}")
             if end < 0:
                 break
-            self.sink.append((now - float(rest[:end])) * 1000)
             self.buf = rest[end:]
+            if not self.measuring[0]:
+                continue
+            self.sink.append((now - float(rest[:end])) * 1000)
             self.got += 1
             if self.got == self.wanted:
                 self.counter[1] += 1
@@ -98,21 +118,22 @@ async def client(url: str, streams: int, events: int, headers: list[str], timeou
     delays: list[float] = []
     done = asyncio.Event()
     counter = [0, 0, streams]  # connected, finished, target
+    measuring = [False]
     transports = []
     started = time.monotonic()
     for i in range(streams):
         transport, _ = await loop.create_connection(
-            lambda: Reader(delays, events, done, counter), parts.hostname, parts.port)
+            lambda: Reader(delays, events, done, counter, measuring), parts.hostname, parts.port)
         transport.write(request)
         transports.append(transport)
         if i % 200 == 199:
             await asyncio.sleep(0.02)  # let the far side accept
     connect_seconds = time.monotonic() - started
+    await asyncio.sleep(1.0)  # let the last connections settle
+    measuring[0] = True
     print(json.dumps({"phase": "connected", "streams": len(transports)}), flush=True)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(done.wait(), timeout)
-    except TimeoutError:
-        pass
     for transport in transports:
         transport.close()
     delays.sort()
