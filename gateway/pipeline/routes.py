@@ -77,9 +77,10 @@ def canonical_path(raw_path: str) -> str:
     """
     if not raw_path.startswith("/") or _AMBIGUOUS.search(raw_path):
         raise BadRequest("ambiguous request path", reason_id="path_ambiguous")
-    for part in raw_path.split("/"):
-        if part in (".", ".."):
-            raise BadRequest("ambiguous request path", reason_id="path_ambiguous")
+    if "/." in raw_path:
+        for part in raw_path.split("/"):
+            if part in (".", ".."):
+                raise BadRequest("ambiguous request path", reason_id="path_ambiguous")
     return raw_path
 
 
