@@ -289,7 +289,27 @@ def main() -> None:
     for row in rows:
         print(f"{row[0]:<30} {row[1]:>10} {row[2]:>8} {row[3]:>8} {row[4]:>9} {row[5]:>12}")
     print(f"(p50/p99 at a fixed {args.rate} req/s with hey; req/s with wrk -t2 -c64; logs in {work})")
+    compare_with_last(results)
     print(json.dumps(results))
+
+
+def compare_with_last(results: dict[str, Any]) -> None:
+    """Flag figures more than 10 % worse than ``bench/last-results.json`` (noisy 2-core machine:
+    judge by ratios measured in the same run first)."""
+    path = Path(__file__).with_name("last-results.json")
+    if not path.is_file():
+        return
+    last = json.loads(path.read_text())
+    worse = []
+    for key, value in results.items():
+        old = last.get(key)
+        if not isinstance(value, int | float) or not isinstance(old, int | float) or not old:
+            continue
+        higher_is_better = key.endswith("_rps") or (key.endswith("ratio") and "cpu" not in key)
+        change = value / old
+        if (higher_is_better and change < 0.9) or (not higher_is_better and change > 1.1):
+            worse.append(f"{key}: {old} -> {value}")
+    print("vs last recorded: " + ("; ".join(worse) if worse else "nothing more than 10 % worse"))
 
 
 def http_scenarios(scenarios: list[Scenario], args: argparse.Namespace, work: Path,
