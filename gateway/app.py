@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -26,6 +28,7 @@ from gateway.profiles import Profile
 from gateway.shares.access import AccessRecorder
 from gateway.shares.api import OwnershipProbe, ShareApi
 from gateway.shares.cache import ShareCache, TaskBindings
+from gateway.shares.guesses import GuessLimiter
 from gateway.shares.shared_state import CircuitBreaker, SharedState, connect
 from gateway.shares.store import ShareStore, StoreError, open_store
 
@@ -185,6 +188,13 @@ def create_app(
             ),
             trusted_proxies=trusted,
             strip=strip_set(profile.identity_header, identifier.consumed_headers),
+            session_id=re.compile(settings.shares.session_id_pattern),
+            max_body=settings.limits.max_body,
+            guesses=GuessLimiter(
+                limit=settings.shares.guess_limit,
+                window=settings.shares.guess_window,
+                shared=app.get(SHARED),
+            ),
             max_parsed_body=settings.limits.max_parsed_body,
             max_learned_response=settings.limits.max_learned_response,
             public_url=settings.public_url,
@@ -198,8 +208,26 @@ def create_app(
     async def handle(request: web.Request) -> web.StreamResponse:
         return await request.app[PIPELINE].handle(request)
 
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", handle)  # every path, newlines included
     return app
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """aiohttp server settings for the main listener: limits and timeouts from ``settings``.
+
+    Header count and size limits answer 400/431 before any handler runs; idle
+    keep-alive connections are closed after ``timeouts.keepalive`` seconds.
+    The client disconnecting cancels the handler, closing the upstream request.
+    """
+    return {
+        "handler_cancellation": True,
+        "access_log": None,
+        "shutdown_timeout": settings.shutdown_grace,
+        "keepalive_timeout": settings.timeouts.keepalive,
+        "max_headers": settings.limits.max_headers,
+        "max_field_size": settings.limits.max_header_size,
+        "max_line_size": settings.limits.max_header_size,
+    }
 
 
 async def serve(
@@ -219,9 +247,7 @@ async def serve(
     """
     health = Health(upstream=settings.upstream, metrics_dir=metrics_dir)
     app = create_app(settings, health=health)
-    runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace
-    )
+    runner = web.AppRunner(app, **server_options(settings))
     admin_runner = web.AppRunner(create_admin_app(health), access_log=None)
     await admin_runner.setup()
     host, port = settings.admin_address

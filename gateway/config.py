@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -149,6 +150,21 @@ class SharesSettings(_Section):
     negative_ttl: float = Field(default=5.0, ge=0, description="unknown-token TTL, seconds")
     ownership_cache_ttl: float = Field(default=10.0, ge=0, description="seconds")
     redis_ttl: float = Field(default=60.0, gt=0, description="Redis share-cache TTL, seconds")
+    guess_limit: int = Field(default=20, ge=0, description="invalid tokens per window before 429 (0: off)")
+    guess_window: float = Field(default=60.0, gt=0, description="seconds")
+    session_id_pattern: str = Field(
+        default=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$",
+        description="session, context and task ids a share token may be used with",
+    )
+
+    @field_validator("session_id_pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
 
 class TimeoutSettings(_Section):
@@ -159,13 +175,17 @@ class TimeoutSettings(_Section):
     probe: float = Field(default=5.0, gt=0)
     redis: float = Field(default=0.25, gt=0, description="per Redis command, seconds")
     redis_retry: float = Field(default=5.0, gt=0, description="skip Redis this long after a failure")
+    keepalive: float = Field(default=60.0, gt=0, description="idle client connections are closed after")
 
 
 class LimitSettings(_Section):
-    """``limits`` in bytes."""
+    """``limits``: sizes in bytes, counts of headers."""
 
-    max_parsed_body: int = Field(default=1 << 20, ge=1024)
+    max_parsed_body: int = Field(default=1 << 20, ge=1024, description="A2A bodies read with a token")
+    max_body: int = Field(default=16 << 20, ge=1024, description="any forwarded request body")
     max_learned_response: int = Field(default=4 << 20, ge=1024)
+    max_headers: int = Field(default=100, ge=10, le=1000)
+    max_header_size: int = Field(default=8190, ge=1024, le=65536, description="request line or one header")
 
 
 class AccessSettings(_Section):

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway import config
-from gateway.app import PIPELINE, RECORDER, STORE, create_app
+from gateway.app import PIPELINE, RECORDER, STORE, create_app, server_options
 from gateway.demo.story import free_port, wait_http
 from gateway.shares.store import ShareStore
 
@@ -112,7 +112,8 @@ async def make_gateway(tmp_path: Any, upstream: Upstream) -> AsyncIterator[Gatew
             }
         )
         app = create_app(settings, store=inject_store)
-        server = TestServer(app, host="127.0.0.1", handler_cancellation=True)
+        options = {k: v for k, v in server_options(settings).items() if k != "access_log"}
+        server = TestServer(app, host="127.0.0.1", **options)
         await server.start_server()
         servers.append(server)
         return Gateway(server, app, settings)

@@ -16,6 +16,7 @@ from multidict import CIMultiDict
 
 from gateway.config import Network, SharesSettings
 from gateway.errors import (
+    BadRequest,
     GatewayError,
     JsonRpcError,
     PayloadTooLarge,
@@ -37,10 +38,10 @@ from gateway.observe.logging import get_logger
 from gateway.pipeline import a2a
 from gateway.pipeline.decide import SESSION_ACTIONS, decide
 from gateway.pipeline.forward import (
-    CHUNK,
     Forwarder,
     OpenStreams,
     StreamAborted,
+    capped,
     is_json,
     is_sse,
     read_capped,
@@ -61,6 +62,7 @@ from gateway.shares import tokens
 from gateway.shares.access import AccessRecorder
 from gateway.shares.api import ShareApi
 from gateway.shares.cache import ShareCache, TaskBindings
+from gateway.shares.guesses import GuessLimiter, guesser
 
 access_log = get_logger("gateway.access")
 ANONYMOUS = Caller(None, "anonymous")
@@ -105,6 +107,9 @@ class Pipeline:
     max_parsed_body: int
     max_learned_response: int
     public_url: str | None
+    guesses: GuessLimiter = field(default_factory=lambda: GuessLimiter(limit=0, window=60))
+    session_id: re.Pattern[str] = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+    max_body: int = 16 << 20
     strip: frozenset[str] = frozenset()  # from outbound.strip_set, built at start-up
     streams: OpenStreams = field(default_factory=OpenStreams)
     _proxies: dict[str | None, bool] = field(default_factory=dict)
@@ -179,7 +184,7 @@ class Pipeline:
                 request, match.params[match.rule.param], match.params.get("share_ref"), caller
             )
         body, call, action = await self._a2a_call(request, match, token, ex)
-        share = await self._share(token, action)
+        share = await self._share(token, action, caller, request)
         now = time.time()
         target = None
         if share is not None and share.usable_at(now) and action in SESSION_ACTIONS:
@@ -232,11 +237,30 @@ class Pipeline:
         ex.extra["a2a_method"] = call.method
         return body, call, call.action
 
-    async def _share(self, token: str | None, action: Action) -> Share | None:
-        """The share a token names, only where the route can use one (may raise 503)."""
-        if token is None or action not in SESSION_ACTIONS or not tokens.plausible(token):
+    async def _share(
+        self, token: str | None, action: Action, caller: Caller, request: web.Request
+    ) -> Share | None:
+        """The share a token names, only where the route can use one.
+
+        A share already validated in the in-process cache is served at once;
+        anything else first passes the guess limiter (429 when the caller has
+        presented too many unknown tokens), and an unknown token counts as a
+        failure. Raises ``DependencyUnavailable`` (503) if the store cannot answer.
+        """
+        if token is None or action not in SESSION_ACTIONS:
             return None
-        return await self.cache.lookup(token_hash(token))
+        digest = token_hash(token) if tokens.plausible(token) else None
+        now = time.time()
+        if digest is not None:
+            cached = self.cache.cached(digest)
+            if cached is not None and cached.usable_at(now):
+                return cached
+        key = guesser(caller, peer_address(request))
+        await self.guesses.check(key)
+        share = await self.cache.lookup(digest) if digest is not None else None
+        if share is None:  # unknown: a guess (revoked or expired links were real ones)
+            await self.guesses.failure(key)
+        return share
 
     async def _target(
         self,
@@ -250,16 +274,25 @@ class Pipeline:
         rule = match.rule
         assert rule is not None
         if rule.locator is Locator.PATH and rule.param:
-            return Target(match.params[rule.param])
+            return Target(self._valid_id(match.params[rule.param]))
         if rule.locator is Locator.QUERY and rule.param:
             values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == rule.param]
             return Target(values[0]) if len(values) == 1 else Target(None, "share_no_target")
         context: str | None = None
         task_ids: tuple[str, ...] = ()
         if rule.locator is Locator.TASK and rule.param:
-            task_ids = (match.params[rule.param],)
+            task_ids = (self._valid_id(match.params[rule.param]),)
         elif rule.locator is Locator.A2A and call is not None and call.session_scoped:
             context, task_ids = call.context_id, call.task_ids
+            for value in (context, *task_ids):
+                if value is not None and not self.session_id.match(value):
+                    raise JsonRpcError(
+                        "session or task id has an invalid format",
+                        code=-32602,
+                        request_id=call.request_id,
+                        reason_id="session_id_invalid",
+                        status=400,
+                    )
         if len(task_ids) > MAX_TASK_IDS:
             return Target(None, "share_too_many_tasks")
         if context is not None and context != share.session_id:
@@ -346,7 +379,9 @@ class Pipeline:
             headers.popall("Accept-Encoding", None)  # bodies the gateway reads are not encoded
         data: Any = body
         if data is None and request.body_exists:
-            data = request.content.iter_chunked(CHUNK)
+            if request.content_length is not None and request.content_length > self.max_body:
+                raise PayloadTooLarge()
+            data = capped(request.content, self.max_body)
         started = time.perf_counter()
         url = self.forwarder.url(path, query)
         async with self.forwarder.request(request.method, url, headers, data) as upstream:
@@ -376,6 +411,12 @@ class Pipeline:
             if buffered:
                 await self.bindings.learn(a2a.bindings_in_json(b"".join(buffered)))
             return response
+
+    def _valid_id(self, value: str) -> str:
+        """A session/task id used with a share token, checked against ``shares.session_id_pattern``."""
+        if not self.session_id.match(value):
+            raise BadRequest("session or task id has an invalid format", reason_id="session_id_invalid")
+        return value
 
     def _is_proxy(self, peer: str | None) -> bool:
         """Is the TCP peer a trusted proxy? (memoised per address; bounded)"""

@@ -56,11 +56,31 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+MAX_DEPTH = 32  # JSON nesting accepted in a body read with a share token
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """True if ``value`` nests objects/arrays deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def request_id_of(raw: bytes) -> Any:
     """Best-effort JSON-RPC ``id`` of a body, for echoing in an error; ``None`` if unreadable."""
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return body.get("id") if isinstance(body, dict) else None
 
@@ -88,6 +108,10 @@ def parse_call(raw: bytes, *, strict: bool) -> A2ACall | None:
         raise
     except ValueError:
         raise _invalid("request body is not valid JSON", code=-32700) from None
+    except RecursionError:
+        raise _invalid("request body is nested too deeply") from None
+    if strict and _too_deep(body, MAX_DEPTH):
+        raise _invalid("request body is nested too deeply")
     if isinstance(body, list):
         if strict:
             raise _invalid("batch requests are not accepted with a share token")
@@ -213,7 +237,7 @@ def bindings_in_json(raw: bytes) -> list[tuple[str, str]]:
     """Bindings in a JSON-RPC response or a kagent REST envelope; malformed JSON yields none."""
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     if not isinstance(body, dict):
         return []
@@ -233,7 +257,7 @@ def rewrite_agent_card(raw: bytes, endpoint: str) -> bytes | None:
     """
     try:
         card = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(card, dict):
         return None

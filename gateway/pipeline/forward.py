@@ -11,7 +11,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.errors import UpstreamTimeout, UpstreamUnreachable
+from gateway.errors import PayloadTooLarge, UpstreamTimeout, UpstreamUnreachable
 from gateway.observe import metrics
 
 CHUNK = 64 * 1024
@@ -105,6 +105,8 @@ class Forwarder:
             response = await self._session.request(
                 method, url, headers=headers, data=data, allow_redirects=False
             )
+        except PayloadTooLarge:
+            raise
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             metrics.child(metrics.UPSTREAM_ERRORS, "timeout").inc()
             raise UpstreamTimeout() from exc
@@ -177,6 +179,16 @@ async def relay(
     return response
 
 
+async def capped(content: Any, limit: int) -> AsyncIterator[bytes]:
+    """A request body streamed upstream, cut off with ``PayloadTooLarge`` past ``limit`` bytes."""
+    size = 0
+    async for chunk in content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge()
+        yield chunk
+
+
 async def read_capped(request: web.Request, limit: int) -> bytes | None:
     """The whole request body, or ``None`` if it exceeds ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
@@ -202,4 +214,4 @@ def is_sse(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
 
 
-__all__ = ["Forwarder", "OpenStreams", "StreamAborted", "is_json", "is_sse", "read_capped", "relay"]
+__all__ = ["Forwarder", "OpenStreams", "StreamAborted", "capped", "is_json", "is_sse", "read_capped", "relay"]

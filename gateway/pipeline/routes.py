@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -12,8 +13,13 @@ from gateway.models import Locator, RouteMatch, RouteRule
 
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 # Raw-path forms that different parsers decode differently; matching one path
-# while forwarding another is the bug class behind oauth2-proxy CVE-2025-54576.
-_AMBIGUOUS = re.compile(r"%2[fF]|%5[cC]|%00|%2[eE]|\\|[\x00-\x1f\x7f]")
+# while forwarding another is the bug class behind oauth2-proxy CVE-2025-54576
+# and CVE-2026-41059: encoded "/", "\\", ".", "%", ";", "?", "#", control bytes,
+# path parameters and empty segments.
+_AMBIGUOUS = re.compile(r"%2[fFeE5]|%5[cC]|%3[bBfF]|%23|%[01][0-9a-fA-F]|%7[fF]|[\\;\x00-\x20\x7f-\xff]|//")
+# Characters that compatibility normalisation (NFKC) turns into path syntax:
+# fullwidth solidus, one-dot leaders and the like are rejected when encoded.
+_PATH_SYNTAX = frozenset("/.\\;?#%")
 
 
 class RouteTableError(ValueError):
@@ -27,19 +33,23 @@ class _Compiled:
     names: tuple[str | None, ...]
     methods: frozenset[str]
     specificity: tuple[int, ...]
+    trailing_slash: bool  # template ends in "/": the slash is optional; else it must be absent
 
 
-def _segments(path: str) -> list[str]:
+def _segments(path: str) -> tuple[list[str], bool]:
+    """Path segments and whether the path ended in a slash (dropped from the segments)."""
     parts = path.split("/")[1:]
     if len(parts) > 1 and parts[-1] == "":
-        parts.pop()  # a trailing slash is not significant for matching
-    return parts
+        parts.pop()
+        return parts, True
+    return parts, False
 
 
 def _compile(rule: RouteRule) -> _Compiled:
     segs: list[str | None] = []
     names: list[str | None] = []
-    for part in _segments(rule.template):
+    template_parts, trailing = _segments(rule.template)
+    for part in template_parts:
         m = _PARAM.match(part)
         segs.append(None if m else part)
         names.append(m.group(1) if m else None)
@@ -52,6 +62,7 @@ def _compile(rule: RouteRule) -> _Compiled:
         names=tuple(names),
         methods=frozenset(methods),
         specificity=tuple(0 if s is not None else 1 for s in segs),
+        trailing_slash=trailing,
     )
 
 
@@ -71,15 +82,26 @@ def _within(a: _Compiled, b: _Compiled) -> bool:
 def canonical_path(raw_path: str) -> str:
     """Return the raw (still percent-encoded) path, or raise ``BadRequest``.
 
-    Paths with encoded slashes/backslashes/dots, NULs, control characters or
-    dot segments are rejected, so the path that is matched is byte-for-byte the
-    path that is forwarded and no upstream can decode it into another route.
+    Paths with encoded slashes, backslashes, dots, percent signs, semicolons,
+    ``?`` or ``#``, control or non-ASCII bytes, empty or dot segments, or
+    encoded characters that NFKC-normalise into path syntax are rejected, so
+    the path that is matched is byte-for-byte the path that is forwarded and no
+    upstream can decode it into another route. A trailing slash only matches
+    templates that end in one.
     """
     if not raw_path.startswith("/") or _AMBIGUOUS.search(raw_path):
         raise BadRequest("ambiguous request path", reason_id="path_ambiguous")
     if "/." in raw_path:
         for part in raw_path.split("/"):
             if part in (".", ".."):
+                raise BadRequest("ambiguous request path", reason_id="path_ambiguous")
+    if "%" in raw_path:
+        try:
+            decoded = unquote(raw_path, errors="strict")
+        except UnicodeDecodeError:
+            raise BadRequest("request path is not UTF-8", reason_id="path_ambiguous") from None
+        for char in decoded:
+            if ord(char) > 0x7F and _PATH_SYNTAX.intersection(unicodedata.normalize("NFKC", char)):
                 raise BadRequest("ambiguous request path", reason_id="path_ambiguous")
     return raw_path
 
@@ -116,9 +138,9 @@ class RouteTable:
 
     def match(self, method: str, raw_path: str) -> RouteMatch:
         """Match ``method`` and a canonical raw path; parameters come back percent-decoded."""
-        parts = _segments(raw_path)
+        parts, trailing = _segments(raw_path)
         for c in self._by_length.get(len(parts), ()):
-            if c.methods and method not in c.methods:
+            if (c.methods and method not in c.methods) or (trailing and not c.trailing_slash):
                 continue
             if all(s is None or s == p for s, p in zip(c.segments, parts, strict=True)):
                 params = {n: unquote(p) for n, p in zip(c.names, parts, strict=True) if n is not None}

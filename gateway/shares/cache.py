@@ -120,6 +120,14 @@ class ShareCache:
                 shared.breaker.failure()
         return share
 
+    def cached(self, token_hash: str) -> Share | None:
+        """The in-process entry for ``token_hash`` if it is a share (no I/O); counted as an L1 hit."""
+        found = self._l1.get(token_hash)
+        if isinstance(found, Share):
+            metrics.child(metrics.SHARE_LOOKUPS, "l1", "hit").inc()
+            return found
+        return None
+
     def evict(self, token_hash: str) -> None:
         """Forget one in-process entry (a revocation message from any replica)."""
         self._l1.pop(token_hash, None)

@@ -2,7 +2,8 @@
 
 Keys (``{prefix}`` is ``redis_prefix``): ``{prefix}:share:{sha256(token)}`` → the
 share as JSON (``null`` for an unknown hash), TTL capped at the share's expiry;
-``{prefix}:task:{task_id}`` → context id. Revocations are published on
+``{prefix}:task:{task_id}`` → context id; ``{prefix}:guesses:{user:…|addr:…}`` →
+invalid-token count in the current window. Revocations are published on
 ``{prefix}:revocations`` with the token hash as the message. Tokens themselves
 never reach Redis.
 """
@@ -114,6 +115,7 @@ class SharedState:
         self.breaker = breaker
         self._share = f"{prefix}:share:"
         self._task = f"{prefix}:task:"
+        self._guess = f"{prefix}:guesses:"
         self.channel = f"{prefix}:revocations"
         self._binding_ttl = binding_ttl
         self._pending: set[str] = set()  # revocations not yet fanned out (Redis was down)
@@ -154,6 +156,21 @@ class SharedState:
         if await self.client.set(self._task + task_id, context_id, nx=True, ex=self._binding_ttl):
             return context_id
         return await self.get_binding(task_id) or context_id
+
+    async def guess_failures(self, key: str) -> tuple[int, float]:
+        """``(failures in the current window, seconds left in it)`` for a guesser key."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(self._guess + key)
+            pipe.pttl(self._guess + key)
+            raw, pttl = await pipe.execute()
+        return (int(raw) if raw is not None else 0), max(0.0, (pttl or 0) / 1000)
+
+    async def add_guess_failure(self, key: str, window: float) -> None:
+        """Count one failure; the window starts with the first one (``EXPIRE NX``)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.incr(self._guess + key)
+            pipe.pexpire(self._guess + key, int(window * 1000), nx=True)
+            await pipe.execute()
 
     async def ping(self) -> bool:
         try:
