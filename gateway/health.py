@@ -1,4 +1,4 @@
-"""The admin listener: ``/healthz`` (alive), ``/readyz`` (ready to serve) and ``/metrics``."""
+"""The admin listener: ``/healthz``, ``/readyz``, ``/metrics`` and the share API's ``/openapi.json``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.observe import metrics
+from gateway.shares.openapi import document
 from gateway.shares.shared_state import SharedState
 from gateway.shares.store import ShareStore, StoreError
 
@@ -102,6 +103,11 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     )
 
 
+async def openapi(_request: web.Request) -> web.Response:
+    """The share API's OpenAPI document."""
+    return web.json_response(document())
+
+
 def create_admin_app(health: Health) -> web.Application:
     """The admin listener's application."""
     app = web.Application()
@@ -109,4 +115,5 @@ def create_admin_app(health: Health) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/openapi.json", openapi)
     return app

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.conftest import Client, Gateway, GatewayFactory
@@ -131,3 +134,45 @@ async def test_expiry(make_gateway: GatewayFactory, client_for: Callable[[Gatewa
     status, out, _ = await c.call("GET", f"/api/sessions/{sid}", user="bob", token=token)
     assert status == 403
     assert out["message"] == "share link is invalid, expired or revoked"
+
+
+async def test_share_api_conforms_to_its_openapi_document(
+    gw: Gateway, client_for: Callable[[Gateway], Client], tmp_path: Path
+) -> None:
+    """schemathesis drives the share API from the OpenAPI document the admin listener serves."""
+    import json
+    import sys
+
+    from aiohttp.test_utils import TestServer
+
+    from gateway.health import Health, create_admin_app
+
+    c = client_for(gw)
+    sid = await c.session("alice")
+    await c.share("alice", sid)
+    admin = TestServer(create_admin_app(Health()), host="127.0.0.1")
+    await admin.start_server()
+    try:
+        async with aiohttp.ClientSession() as http, http.get(admin.make_url("/openapi.json")) as r:
+            doc = await r.json()
+    finally:
+        await admin.close()
+    for path in doc["paths"].values():  # let the generated cases reach alice's real session too
+        path["parameters"][0]["schema"]["examples"] = [sid]
+        path["parameters"][0]["example"] = sid
+    schema = tmp_path / "openapi.json"
+    schema.write_text(json.dumps(doc))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "schemathesis.cli", "run", str(schema), "--url", gw.url,
+        "-H", "X-Forwarded-User: alice", "--checks",
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        "-n", "40", "--seed", "7", "--no-color",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 300)
+    text = out.decode()
+    assert proc.returncode == 0, text[-4000:]
+    generated = re.search(r"(\d+) generated, (\d+) passed", text)
+    assert generated is not None, text[-2000:]
+    assert int(generated.group(1)) >= 100
+    assert generated.group(1) == generated.group(2)
