@@ -36,7 +36,7 @@ from gateway.models import (
 from gateway.observe import metrics
 from gateway.observe.logging import get_logger
 from gateway.pipeline import a2a
-from gateway.pipeline.decide import SESSION_ACTIONS, decide
+from gateway.pipeline.decide import SESSION_ACTIONS, decide, target_of
 from gateway.pipeline.forward import (
     Forwarder,
     OpenStreams,
@@ -297,19 +297,15 @@ class Pipeline:
             return Target(None, "share_too_many_tasks")
         if context is not None and context != share.session_id:
             return Target(context)  # provably another session: no need to look further
-        contexts = {context} if context else set()
+        bound: list[str | None] = []
         for task_id in task_ids:
-            bound = await self.bindings.context_of(task_id)
-            if bound is None:
-                bound = await self._probe_binding(request, rule.locator, call, task_id, share)
-            if bound is None:
-                return Target(None, "share_task_unbound")
-            contexts.add(bound)
-        if not contexts:
-            return Target(None, "share_no_target")
-        if len(contexts) > 1:
-            return Target(None, "share_task_other_session")
-        return Target(contexts.pop())
+            context_of = await self.bindings.context_of(task_id)
+            if context_of is None:
+                context_of = await self._probe_binding(request, rule.locator, call, task_id, share)
+            bound.append(context_of)
+            if context_of is None:
+                break
+        return target_of(context, bound)
 
     async def _probe_binding(
         self,

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from gateway.models import Action, Caller, Decision, Outcome, Share, Target
 
 READ_ONLY_MESSAGE = "share link is read-only"
 INVALID_SHARE_MESSAGE = "share link is invalid, expired or revoked"
 NOT_APPLICABLE_MESSAGE = "share link does not grant access to this resource"
 SESSION_ACTIONS = frozenset({Action.READ, Action.WRITE})
+
+
+def target_of(context_id: str | None, bound: Sequence[str | None]) -> Target:
+    """The session a request provably targets (DESIGN.md "A2A").
+
+    ``context_id`` is the request's own ``contextId`` (or path session id);
+    ``bound`` holds the context each task id it names is bound to (``None``:
+    unbound). All of them must name one and the same session; an unbound task,
+    two different sessions, or nothing at all (a new conversation) prove none.
+    """
+    if any(context is None for context in bound):
+        return Target(None, "share_task_unbound")
+    contexts = {c for c in (context_id, *bound) if c is not None}
+    if not contexts:
+        return Target(None, "share_no_target")
+    if len(contexts) > 1:
+        return Target(None, "share_task_other_session")
+    return Target(contexts.pop())
 
 
 def _as_caller(caller: Caller, reason_id: str) -> Decision:

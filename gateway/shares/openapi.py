@@ -39,19 +39,30 @@ _SHARE: dict[str, Any] = {
 _CREATED = {
     **_SHARE,
     "required": [*_SHARE["required"], "token"],
-    "properties": {**_SHARE["properties"], "token": {"type": "string", "minLength": 43},
-                   "url": {"type": "string"}},
+    "properties": {
+        **_SHARE["properties"],
+        "token": {"type": "string", "minLength": 43},
+        "url": {"type": "string"},
+    },
 }
 _LISTED = {
     **_SHARE,
     "required": [*_SHARE["required"], "viewers", "access_count"],
-    "properties": {**_SHARE["properties"], "viewers": {"type": "integer", "minimum": 0},
-                   "access_count": {"type": "integer", "minimum": 0}, "last_accessed_at": _TIME},
+    "properties": {
+        **_SHARE["properties"],
+        "viewers": {"type": "integer", "minimum": 0},
+        "access_count": {"type": "integer", "minimum": 0},
+        "last_accessed_at": _TIME,
+    },
 }
 _ERROR = {"description": "error", "content": {"application/json": {"schema": _envelope(None)}}}
 _ERRORS = {str(code): _ERROR for code in (400, 401, 404, 429, 502, 503, 504)}
-_SESSION = {"name": "session_id", "in": "path", "required": True,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+_SESSION = {
+    "name": "session_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+}
 
 
 def document() -> dict[str, Any]:
@@ -70,9 +81,12 @@ def document() -> dict[str, Any]:
                 "get": {
                     "operationId": "listShares",
                     "responses": {
-                        "200": {"description": "the owner's shares of the session",
-                                "content": {"application/json": {"schema": _envelope(
-                                    {"type": "array", "items": _LISTED})}}},
+                        "200": {
+                            "description": "the owner's shares of the session",
+                            "content": {
+                                "application/json": {"schema": _envelope({"type": "array", "items": _LISTED})}
+                            },
+                        },
                         **_ERRORS,
                     },
                 },
@@ -80,37 +94,68 @@ def document() -> dict[str, Any]:
                     "operationId": "createShare",
                     "requestBody": {
                         "required": False,
-                        "content": {"application/json": {"schema": {
-                            "type": "object",
-                            "properties": {
-                                "read_only": {"type": "boolean", "default": True},
-                                "expires_in": {"type": "integer", "minimum": 1},
-                                "label": {"type": "string", "maxLength": 200},
-                            },
-                        }}},
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "read_only": {"type": "boolean", "default": True},
+                                        "expires_in": {"type": "integer", "minimum": 1},
+                                        "label": {"type": "string", "maxLength": 200},
+                                    },
+                                }
+                            }
+                        },
                     },
                     "responses": {
-                        "201": {"description": "the new share, with its token (shown only here)",
-                                "content": {"application/json": {"schema": _envelope(_CREATED)}},
-                                "links": {"revoke": {"operationId": "revokeShare", "parameters": {
-                                    "session_id": "$request.path.session_id",
-                                    "share_ref": "$response.body#/data/id"}}}},
+                        "201": {
+                            "description": "the new share, with its token (shown only here)",
+                            "content": {"application/json": {"schema": _envelope(_CREATED)}},
+                            "links": {
+                                "revoke": {
+                                    "operationId": "revokeShare",
+                                    "parameters": {
+                                        "session_id": "$request.path.session_id",
+                                        "share_ref": "$response.body#/data/id",
+                                    },
+                                }
+                            },
+                        },
                         **_ERRORS,
                     },
                 },
             },
             "/api/sessions/{session_id}/shares/{share_ref}": {
-                "parameters": [_SESSION, {"name": "share_ref", "in": "path", "required": True,
-                                          "description": "a share id (sh_…) or the token itself",
-                                          "schema": {"type": "string", "minLength": 1}}],
+                "parameters": [
+                    _SESSION,
+                    {
+                        "name": "share_ref",
+                        "in": "path",
+                        "required": True,
+                        "description": "a share id (sh_…) or the token itself",
+                        "schema": {"type": "string", "minLength": 1},
+                    },
+                ],
                 "delete": {
                     "operationId": "revokeShare",
                     "responses": {
-                        "200": {"description": "revoked on every replica",
-                                "content": {"application/json": {"schema": _envelope({
-                                    "type": "object", "required": ["id", "revoked"],
-                                    "properties": {"id": {"type": "string"},
-                                                   "revoked": {"const": True}}})}}},
+                        "200": {
+                            "description": "revoked on every replica",
+                            "content": {
+                                "application/json": {
+                                    "schema": _envelope(
+                                        {
+                                            "type": "object",
+                                            "required": ["id", "revoked"],
+                                            "properties": {
+                                                "id": {"type": "string"},
+                                                "revoked": {"const": True},
+                                            },
+                                        }
+                                    )
+                                }
+                            },
+                        },
                         **_ERRORS,
                     },
                 },
