@@ -393,3 +393,18 @@ class TcpCut:
 
     async def restore(self) -> None:
         await self.start()
+
+
+FAULT_ROWS: list[tuple[str, int, int, int, int, int]] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the fault suite's table (tests/test_faults.py) after the run."""
+    if not FAULT_ROWS:
+        return
+    write = terminalreporter.write_line
+    write("")
+    write(f"{'fault scenario':<40} {'sent':>7} {'correct':>8} {'wrongly allowed':>16} {'other 5xx':>10} "
+          f"{'records lost':>13}")
+    for name, sent, correct, wrong, other, lost in FAULT_ROWS:
+        write(f"{name:<40} {sent:>7} {correct:>8} {wrong:>16} {other:>10} {lost:>13}")
