@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench soak fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,12 @@ bench: $(VENV)/.installed
 	scripts/bench-deps.sh
 	scripts/with-services.sh $(PY) -m bench.run
 	scripts/with-services.sh $(PY) -m bench.lookup_cost --redis $${SHARE_GATEWAY_TEST_REDIS:-redis://127.0.0.1:6379/0}
+
+## soak: 10 minutes of mixed traffic with revocations and Redis restarts (RSS, fds, wrong allows)
+soak: $(VENV)/.installed
+	scripts/bench-deps.sh
+	scripts/with-services.sh $(PY) -m bench.soak --minutes 10
+
+## fuzz: the property tests with a large example budget (20,000 per property)
+fuzz: $(VENV)/.installed
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_properties.py
