@@ -273,8 +273,8 @@ async def postgres_schema() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """See ``postgres_schema``."""
+async def pg() -> AsyncIterator[str]:
+    """A PostgreSQL URL on a fresh schema (see ``postgres_schema``)."""
     async with postgres_schema() as url:
         yield url
 

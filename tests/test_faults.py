@@ -34,7 +34,6 @@ from tests.conftest import (
     TcpCut,
     Upstream,
     chat,
-    postgres_schema,
 )
 
 DOCUMENTED_5XX = {502, 503, 504}
@@ -137,12 +136,6 @@ async def prepared(c: Client) -> tuple[str, str, str]:
     revoked = await c.share("alice", sid)
     await c.call("DELETE", f"/api/sessions/{sid}/shares/{revoked['id']}", user="alice")
     return sid, ro, revoked["token"]
-
-
-@pytest.fixture
-async def pg() -> AsyncIterator[str]:
-    async with postgres_schema() as url:
-        yield url
 
 
 async def access_total(pg: str) -> int:

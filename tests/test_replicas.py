@@ -29,19 +29,12 @@ from tests.conftest import (
     PrivateRedis,
     TcpCut,
     Upstream,
-    postgres_schema,
 )
 
 
 def lookups(tier: str, result: str) -> float:
     return metrics.REGISTRY.get_sample_value(
         "share_gateway_share_lookups_total", {"tier": tier, "result": result}) or 0.0
-
-
-@pytest.fixture
-async def pg() -> AsyncIterator[str]:
-    async with postgres_schema() as url:
-        yield url
 
 
 def prefix() -> str:
