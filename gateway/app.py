@@ -20,6 +20,7 @@ from gateway.errors import DependencyUnavailable
 from gateway.health import HEALTH, Health, create_admin_app
 from gateway.observe.logging import get_logger
 from gateway.pipeline import Pipeline
+from gateway.pipeline.credentials import AssertionSigner, UpstreamCredentials, read_secret
 from gateway.pipeline.forward import Forwarder
 from gateway.pipeline.identify import Identifier
 from gateway.pipeline.outbound import strip_set
@@ -43,7 +44,34 @@ RECORDER = web.AppKey("recorder", AccessRecorder)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 
 
-def ownership_probe(profile: Profile, forwarder: Forwarder, store: ShareStore, limit: int) -> OwnershipProbe:
+def upstream_credentials(settings: Settings, profile: Profile) -> UpstreamCredentials:
+    """The upstream credential mode: ``upstream_auth`` from the config, else the profile's.
+
+    Raises ``ValueError`` for an unusable combination (e.g. ``bearer`` without a token).
+    """
+    cfg = settings.upstream_auth
+    mode = profile.upstream_auth_mode if cfg.mode == "profile" else cfg.mode
+    header = cfg.header if cfg.header is not None else profile.identity_header
+    if mode == "header" and not header:
+        raise ValueError("upstream_auth.mode header needs an identity header name")
+    token = read_secret(cfg.token.get_secret_value() if cfg.token else None, cfg.token_file)
+    signer = None
+    if mode == "jwt-assertion":
+        signer = AssertionSigner(
+            cfg.jwt.private_key,
+            issuer=cfg.jwt.issuer,
+            audience=cfg.jwt.audience,
+            ttl=cfg.jwt.ttl_seconds,
+            user_claim=cfg.jwt.user_claim,
+        )
+    if mode != "header" and cfg.header is None:
+        header = None  # token modes name the user in a header only when asked to
+    return UpstreamCredentials(mode, identity_header=header or None, token=token, signer=signer)
+
+
+def ownership_probe(
+    profile: Profile, forwarder: Forwarder, store: ShareStore, limit: int, credentials: UpstreamCredentials
+) -> OwnershipProbe:
     """How the share API learns that a caller owns a session, per the profile.
 
     ``upstream-probe`` (kagent): the upstream answers ``probe_path`` with 2xx
@@ -53,7 +81,8 @@ def ownership_probe(profile: Profile, forwarder: Forwarder, store: ShareStore, l
 
     async def upstream(session_id: str, user_id: str) -> bool:
         path = profile.probe_path.format(session_id=quote(session_id, safe=""))
-        headers = CIMultiDict({profile.identity_header: user_id})
+        headers: CIMultiDict[str] = CIMultiDict()
+        credentials.apply(headers, user_id)
         status, _ = await forwarder.fetch(profile.probe_method, forwarder.url(path), headers, None, limit)
         return 200 <= status < 300
 
@@ -83,7 +112,9 @@ def create_app(
     profile = profiles.load(settings.profile)
     routes = RouteTable(profile.rules)
     identifier = Identifier(settings.auth)
+    credentials = upstream_credentials(settings, profile)
     health = health or Health(upstream=settings.upstream)
+    health.jwks = credentials.signer.jwks if credentials.signer is not None else None
     app = web.Application(client_max_size=settings.limits.max_parsed_body)
     app[HEALTH] = health
 
@@ -166,10 +197,13 @@ def create_app(
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         cache = app[CACHE]
-        probe = ownership_probe(profile, app[FORWARDER], app[STORE], settings.limits.max_learned_response)
+        probe = ownership_probe(
+            profile, app[FORWARDER], app[STORE], settings.limits.max_learned_response, credentials
+        )
         trusted = (*settings.trusted_proxies, *settings.auth.trusted_header.trusted_cidrs)
         app[PIPELINE] = Pipeline(
             identifier=identifier,
+            credentials=credentials,
             routes=routes,
             profile=profile,
             shares=settings.shares,
@@ -187,7 +221,7 @@ def create_app(
                 ownership_ttl=settings.shares.ownership_cache_ttl,
             ),
             trusted_proxies=trusted,
-            strip=strip_set(profile.identity_header, identifier.consumed_headers),
+            strip=strip_set(credentials, identifier.consumed_headers),
             session_id=re.compile(settings.shares.session_id_pattern),
             max_body=settings.limits.max_body,
             guesses=GuessLimiter(

@@ -33,11 +33,16 @@ def load_settings(args: argparse.Namespace, *, require_upstream: bool) -> config
     """Settings from file, env and flags; exits 2 listing every problem."""
     try:
         settings = config.load(args.config, _overrides(args), require_upstream=require_upstream)
-        RouteTable(profiles.load(settings.profile).rules)
+        profile = profiles.load(settings.profile)
+        RouteTable(profile.rules)
+        if require_upstream:
+            from gateway.app import upstream_credentials
+
+            upstream_credentials(settings, profile)
     except config.ConfigError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
-    except (profiles.ProfileError, RouteTableError, OSError) as exc:
+    except (profiles.ProfileError, RouteTableError, OSError, ValueError) as exc:
         print(f"invalid configuration:\n  - profile: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     return settings

@@ -196,6 +196,44 @@ class AccessSettings(_Section):
     batch_size: int = Field(default=500, ge=1)
 
 
+class AssertionSettings(_Section):
+    """``upstream_auth.jwt``: the JWT the gateway signs for the effective user (``jwt-assertion``)."""
+
+    private_key: str | None = Field(default=None, description="EC P-256 PEM text or a path to one")
+    issuer: str = "share-gateway"
+    audience: str | None = None
+    ttl_seconds: float = Field(default=60.0, ge=5)
+    user_claim: str = "sub"
+
+    @field_validator("private_key")
+    @classmethod
+    def _read_pem(cls, value: str | None) -> str | None:
+        if value is None or "-----BEGIN" in value:
+            return value
+        path = Path(value)
+        if not path.is_file():
+            raise ValueError("must be PEM text or the path of a readable PEM file")
+        return path.read_text()
+
+
+class UpstreamAuthSettings(_Section):
+    """``upstream_auth``: how the upstream learns the effective user (default: the profile's)."""
+
+    mode: Literal["profile", "header", "bearer", "jwt-assertion"] = "profile"
+    header: str | None = Field(default=None, description="identity header name (default: the profile's)")
+    token: SecretStr | None = None
+    token_file: str | None = None
+    jwt: AssertionSettings = Field(default_factory=AssertionSettings)
+
+    @model_validator(mode="after")
+    def _token_source(self) -> UpstreamAuthSettings:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set upstream_auth.token or upstream_auth.token_file, not both")
+        if self.token_file is not None and not Path(self.token_file).is_file():
+            raise ValueError("upstream_auth.token_file: not a readable file")
+        return self
+
+
 class LogSettings(_Section):
     """``log``: level and renderer (``auto`` = console on a TTY, JSON otherwise)."""
 
@@ -237,7 +275,11 @@ class Settings(BaseSettings):
     trusted_proxies: NetworkList = Field(default_factory=list)
     shutdown_grace: float = Field(default=20.0, ge=0, description="seconds")
     workers: int = Field(default=1, ge=1, le=64, description="processes sharing the ports (SO_REUSEPORT)")
+    default_owner: str | None = Field(
+        default=None, description="owner of sessions the gateway has no record of (gateway-recorded profiles)"
+    )
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    upstream_auth: UpstreamAuthSettings = Field(default_factory=UpstreamAuthSettings)
     shares: SharesSettings = Field(default_factory=SharesSettings)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
@@ -311,6 +353,10 @@ class Settings(BaseSettings):
                 data[key] = redact_url(data[key])
         if data["auth"]["jwt"]["secret"] is not None:
             data["auth"]["jwt"]["secret"] = "***"
+        if data["upstream_auth"]["token"] is not None:
+            data["upstream_auth"]["token"] = "***"
+        if data["upstream_auth"]["jwt"]["private_key"] is not None:
+            data["upstream_auth"]["jwt"]["private_key"] = "***"
         return data
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -27,6 +28,7 @@ class Health:
     upstream: str | None = None
     check_upstream: bool = True
     metrics_dir: str | None = None  # prometheus multiprocess directory (``--workers``)
+    jwks: dict[str, Any] | None = None  # the gateway's public keys (``upstream_auth.mode: jwt-assertion``)
     last: dict[str, str] = field(default_factory=dict)
 
     async def _store_ok(self) -> bool:
@@ -103,6 +105,14 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     )
 
 
+async def jwks(request: web.Request) -> web.Response:
+    """The public key(s) the upstream verifies the gateway's user assertions with (RFC 7517)."""
+    keys = request.app[HEALTH].jwks
+    if keys is None:
+        return web.json_response({"error": True, "message": "no upstream assertions configured"}, status=404)
+    return web.json_response(keys, headers={"Cache-Control": "max-age=300"})
+
+
 async def openapi(_request: web.Request) -> web.Response:
     """The share API's OpenAPI document."""
     return web.json_response(document())
@@ -116,4 +126,5 @@ def create_admin_app(health: Health) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/.well-known/jwks.json", jwks)
     return app

@@ -6,12 +6,14 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.models import Caller, Decision, Outcome, Share
+from gateway.pipeline.credentials import UpstreamCredentials
 from gateway.pipeline.outbound import response_headers, strip_set, upstream_headers
 
 SHARE = Share("sh_1", "s1", "alice", True, None, "abc", 0.0)
 AS_OWNER = Decision(Outcome.AS_OWNER, "share_read", effective_user="alice", share=SHARE)
 AS_CALLER = Decision(Outcome.AS_CALLER, "no_share_token", effective_user="bob")
 BOB = Caller("bob", "trusted-header")
+HEADER = UpstreamCredentials("header", identity_header="X-User-Id")
 
 
 def build(pairs: list[tuple[str, str]], decision: Decision = AS_CALLER, *, proxy: bool = False,
@@ -20,8 +22,8 @@ def build(pairs: list[tuple[str, str]], decision: Decision = AS_CALLER, *, proxy
         CIMultiDictProxy(CIMultiDict(pairs)),
         decision=decision,
         caller=BOB,
-        identity_header="X-User-Id",
-        strip=strip_set("X-User-Id", strip),
+        credentials=HEADER,
+        strip=strip_set(HEADER, strip),
         peer="10.1.2.3",
         peer_is_proxy=proxy,
         scheme="https",

@@ -20,6 +20,7 @@ from gateway import profiles
 from gateway.errors import BadRequest, JsonRpcError
 from gateway.models import Action, Caller, Outcome, Share
 from gateway.pipeline import a2a
+from gateway.pipeline.credentials import UpstreamCredentials
 from gateway.pipeline.decide import decide, target_of
 from gateway.pipeline.identify import IDENTITY_HEADERS
 from gateway.pipeline.outbound import strip_set, upstream_headers
@@ -33,6 +34,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 LARGE = settings(max_examples=settings.default.max_examples * 5)
 
 KAGENT = RouteTable(profiles.load("kagent").rules)
+HEADER = UpstreamCredentials("header", identity_header="X-User-Id")
 IDS = st.sampled_from(["s1", "s2", "s3", "t1", "t2"])
 NOW = 1_000_000.0
 
@@ -84,7 +86,7 @@ def test_owner_identity_only_for_the_shared_session(
     decision = decide(caller, token_present=True, share=share, action=call.action, target=target, now=NOW)
     headers = upstream_headers(
         CIMultiDictProxy(CIMultiDict([("X-User-Id", "alice")])), decision=decision, caller=caller,
-        identity_header="X-User-Id", strip=strip_set("X-User-Id", ()), peer="10.0.0.1",
+        credentials=HEADER, strip=strip_set(HEADER, ()), peer="10.0.0.1",
         peer_is_proxy=False, scheme="http", host="gw", request_id="r", content_length=None,
     )
     sent_as_owner = headers.getall("X-User-Id", []) == ["alice"]
@@ -173,7 +175,7 @@ def test_identity_headers_never_survive_stripping(
                 else decide(Caller("bob", "jwt"), token_present=False, share=None, action=Action.READ,
                             target=None, now=NOW))
     out = upstream_headers(CIMultiDictProxy(incoming), decision=decision, caller=Caller("bob", "jwt"),
-                           identity_header="X-User-Id", strip=strip_set("X-User-Id", ("X-Forwarded-User",)),
+                           credentials=HEADER, strip=strip_set(HEADER, ("X-Forwarded-User",)),
                            peer="10.0.0.1", peer_is_proxy=False, scheme="http", host="gw", request_id="r",
                            content_length=None)
     user = "alice" if shared else "bob"

@@ -36,6 +36,7 @@ from gateway.models import (
 from gateway.observe import metrics
 from gateway.observe.logging import get_logger
 from gateway.pipeline import a2a
+from gateway.pipeline.credentials import UpstreamCredentials
 from gateway.pipeline.decide import SESSION_ACTIONS, decide, target_of
 from gateway.pipeline.forward import (
     Forwarder,
@@ -95,6 +96,7 @@ class Pipeline:
     """Everything a request needs, built once at start-up by ``app.create_app``."""
 
     identifier: Identifier
+    credentials: UpstreamCredentials
     routes: RouteTable
     profile: Profile
     shares: SharesSettings
@@ -326,7 +328,8 @@ class Pipeline:
         if key in self._unbound:
             return None
         path = request.raw_path.partition("?")[0]
-        headers: CIMultiDict[str] = CIMultiDict({self.profile.identity_header: share.owner_id})
+        headers: CIMultiDict[str] = CIMultiDict()
+        self.credentials.apply(headers, share.owner_id)
         if locator is Locator.A2A and call is not None:
             data, extra = a2a.get_task_request(call.version, task_id)
             headers.update(extra)
@@ -359,7 +362,7 @@ class Pipeline:
             request.headers,
             decision=decision,
             caller=caller,
-            identity_header=self.profile.identity_header,
+            credentials=self.credentials,
             strip=self.strip,
             peer=peer,
             peer_is_proxy=self._is_proxy(peer),

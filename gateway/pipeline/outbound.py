@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.models import Caller, Decision
+from gateway.pipeline.credentials import UpstreamCredentials
 from gateway.pipeline.identify import IDENTITY_HEADERS, normalise_header_name
 
 # RFC 9110 §7.6.1 connection-specific fields, plus fields the HTTP client sets
@@ -39,9 +40,10 @@ def connection_listed(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> froz
     return frozenset(names)
 
 
-def strip_set(identity_header: str, extra_strip: Iterable[str]) -> frozenset[str]:
-    """Normalised request header names never forwarded (computed once at start-up)."""
-    names = _REQUEST_DROP | IDENTITY_HEADERS | {"x-request-id", normalise_header_name(identity_header)}
+def strip_set(credentials: UpstreamCredentials, extra_strip: Iterable[str]) -> frozenset[str]:
+    """Normalised request header names never forwarded (computed once at start-up): hop-by-hop,
+    identity headers, whatever the upstream credentials replace, and ``extra_strip``."""
+    names = _REQUEST_DROP | IDENTITY_HEADERS | credentials.replaced | {"x-request-id"}
     return frozenset(names | {normalise_header_name(h) for h in extra_strip})
 
 
@@ -50,7 +52,7 @@ def upstream_headers(
     *,
     decision: Decision,
     caller: Caller,
-    identity_header: str,
+    credentials: UpstreamCredentials,
     strip: frozenset[str],
     peer: str | None,
     peer_is_proxy: bool,
@@ -65,10 +67,10 @@ def upstream_headers(
     client-sent identity header (matched case-insensitively with ``_`` read as
     ``-``, every duplicate; ``strip`` from ``strip_set``), the share token, and
     ``X-Forwarded-*``/``Forwarded``
-    unless the peer is a trusted proxy. Then sets exactly one identity header
-    (``identity_header``, normally ``X-User-Id``) to ``decision.effective_user``,
-    the share headers when acting as the owner, ``X-Forwarded-For/Proto/Host``
-    and ``X-Request-Id``.
+    unless the peer is a trusted proxy. Then lets ``credentials`` name
+    ``decision.effective_user`` (exactly one ``X-User-Id``, a static bearer
+    token, or a signed assertion), and sets the share headers when acting as
+    the owner, ``X-Forwarded-For/Proto/Host`` and ``X-Request-Id``.
     """
     drop = strip
     if "Connection" in incoming:
@@ -88,8 +90,7 @@ def upstream_headers(
                 prior_xff.append(value)
                 continue
         out.add(name, value)
-    if decision.effective_user is not None:
-        out[identity_header] = decision.effective_user
+    credentials.apply(out, decision.effective_user)
     if decision.shared and decision.share is not None:
         out["X-Share-Accessor"] = caller.label
         out["X-Share-Id"] = decision.share.id

@@ -11,7 +11,7 @@ import yaml
 
 from gateway.models import Action, Locator, RouteRule
 
-HOOKS = frozenset({"agent_card"})
+HOOKS = frozenset({"agent_card", "record_owner", "filter_owned", "owned_ids"})
 OWNERSHIP_MODES = frozenset({"upstream-probe", "gateway-recorded"})
 
 
@@ -32,8 +32,10 @@ class Profile:
     ownership_mode: str
     probe_method: str
     probe_path: str
-    identity_header: str
+    identity_header: str | None
+    upstream_auth_mode: str
     share_url: str | None
+    owner_from: str | None  # JSON field of a create-session response holding the new session id
 
 
 def _rule(index: int, raw: Any, problems: list[str]) -> RouteRule | None:
@@ -81,6 +83,7 @@ def parse(data: Any) -> Profile:
         raise ProfileError(["profile must be a mapping"])
     rules = [_rule(i, raw, problems) for i, raw in enumerate(data.get("routes") or [])]
     ownership = data.get("ownership") or {}
+    upstream_auth = data.get("upstream_auth") or {}
     mode = ownership.get("mode", "gateway-recorded")
     if mode not in OWNERSHIP_MODES:
         problems.append(f"ownership.mode: must be one of {sorted(OWNERSHIP_MODES)}")
@@ -92,8 +95,10 @@ def parse(data: Any) -> Profile:
         ownership_mode=mode,
         probe_method=str(ownership.get("probe_method", "GET")).upper(),
         probe_path=str(ownership.get("probe_path", "/api/sessions/{session_id}")),
-        identity_header=str(data.get("upstream_identity_header", "X-User-Id")),
+        identity_header=upstream_auth.get("header", "X-User-Id"),
+        upstream_auth_mode=str(upstream_auth.get("mode", "header")),
         share_url=data.get("share_url"),
+        owner_from=ownership.get("session_id_field"),
     )
 
 
