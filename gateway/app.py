@@ -16,7 +16,6 @@ from multidict import CIMultiDict
 
 from gateway import profiles
 from gateway.config import Settings
-from gateway.errors import DependencyUnavailable
 from gateway.health import HEALTH, Health, create_admin_app
 from gateway.observe.logging import get_logger
 from gateway.pipeline import Pipeline
@@ -30,8 +29,9 @@ from gateway.shares.access import AccessRecorder
 from gateway.shares.api import OwnershipProbe, ShareApi
 from gateway.shares.cache import ShareCache, TaskBindings
 from gateway.shares.guesses import GuessLimiter
+from gateway.shares.owners import OwnerDirectory
 from gateway.shares.shared_state import CircuitBreaker, SharedState, connect
-from gateway.shares.store import ShareStore, StoreError, open_store
+from gateway.shares.store import ShareStore, open_store
 
 log = get_logger("gateway")
 
@@ -70,7 +70,11 @@ def upstream_credentials(settings: Settings, profile: Profile) -> UpstreamCreden
 
 
 def ownership_probe(
-    profile: Profile, forwarder: Forwarder, store: ShareStore, limit: int, credentials: UpstreamCredentials
+    profile: Profile,
+    forwarder: Forwarder,
+    owners: OwnerDirectory | None,
+    limit: int,
+    credentials: UpstreamCredentials,
 ) -> OwnershipProbe:
     """How the share API learns that a caller owns a session, per the profile.
 
@@ -79,6 +83,9 @@ def ownership_probe(
     ``gateway-recorded``: the owner the gateway recorded in its store.
     """
 
+    if owners is not None:
+        return owners.owns
+
     async def upstream(session_id: str, user_id: str) -> bool:
         path = profile.probe_path.format(session_id=quote(session_id, safe=""))
         headers: CIMultiDict[str] = CIMultiDict()
@@ -86,13 +93,7 @@ def ownership_probe(
         status, _ = await forwarder.fetch(profile.probe_method, forwarder.url(path), headers, None, limit)
         return 200 <= status < 300
 
-    async def recorded(session_id: str, user_id: str) -> bool:
-        try:
-            return await store.session_owner(session_id) == user_id
-        except StoreError as exc:
-            raise DependencyUnavailable() from exc
-
-    return upstream if profile.ownership_mode == "upstream-probe" else recorded
+    return upstream
 
 
 def create_app(
@@ -197,13 +198,17 @@ def create_app(
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         cache = app[CACHE]
+        owners = None
+        if profile.ownership_mode == "gateway-recorded":
+            owners = OwnerDirectory(app[STORE], default_owner=settings.default_owner, shared=app.get(SHARED))
         probe = ownership_probe(
-            profile, app[FORWARDER], app[STORE], settings.limits.max_learned_response, credentials
+            profile, app[FORWARDER], owners, settings.limits.max_learned_response, credentials
         )
         trusted = (*settings.trusted_proxies, *settings.auth.trusted_header.trusted_cidrs)
         app[PIPELINE] = Pipeline(
             identifier=identifier,
             credentials=credentials,
+            owners=owners,
             routes=routes,
             profile=profile,
             shares=settings.shares,

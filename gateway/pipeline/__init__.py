@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -17,8 +18,10 @@ from multidict import CIMultiDict
 from gateway.config import Network, SharesSettings
 from gateway.errors import (
     BadRequest,
+    Forbidden,
     GatewayError,
     JsonRpcError,
+    NotFound,
     PayloadTooLarge,
     Unauthenticated,
 )
@@ -64,6 +67,7 @@ from gateway.shares.access import AccessRecorder
 from gateway.shares.api import ShareApi
 from gateway.shares.cache import ShareCache, TaskBindings
 from gateway.shares.guesses import GuessLimiter, guesser
+from gateway.shares.owners import OwnerDirectory
 
 access_log = get_logger("gateway.access")
 ANONYMOUS = Caller(None, "anonymous")
@@ -109,6 +113,7 @@ class Pipeline:
     max_parsed_body: int
     max_learned_response: int
     public_url: str | None
+    owners: OwnerDirectory | None = None  # gateway-recorded ownership profiles only
     guesses: GuessLimiter = field(default_factory=lambda: GuessLimiter(limit=0, window=60))
     session_id: re.Pattern[str] = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
     max_body: int = 16 << 20
@@ -201,6 +206,8 @@ class Pipeline:
             raise GatewayError(
                 decision.message, reason_id=decision.reason_id, status=decision.status, headers=headers
             )
+        if decision.outcome is Outcome.AS_CALLER and self.owners is not None:
+            body = await self._owned(request, match, caller, body)
         if decision.shared:
             assert decision.share is not None
             self.recorder.record(decision.share.id, caller.label, now)
@@ -374,7 +381,10 @@ class Pipeline:
         rule = match.rule
         learn = rule is not None and rule.locator in (Locator.A2A, Locator.TASK)
         card = match.has_hook("agent_card")
-        if learn or card:
+        owner_hook = self.owners is not None and (
+            match.has_hook("record_owner") or match.has_hook("filter_owned")
+        )
+        if learn or card or owner_hook:
             headers.popall("Accept-Encoding", None)  # bodies the gateway reads are not encoded
         data: Any = body
         if data is None and request.body_exists:
@@ -390,6 +400,14 @@ class Pipeline:
             content_type = upstream.headers.get("Content-Type", "")
             if card and upstream.status == 200 and is_json(content_type):
                 return await self._agent_card(request, ex, upstream, decision, path)
+            if owner_hook and decision.outcome is Outcome.AS_CALLER:
+                raw = await upstream.content.read(self.max_learned_response)
+                replaced = await self._owner_hooks(match, caller, upstream.status, raw)
+                out = response_headers(upstream.headers, decision=decision, body_replaced=True)
+                out["X-Request-Id"] = ex.request_id
+                return web.Response(
+                    body=replaced, status=upstream.status, reason=upstream.reason, headers=out
+                )
             out = response_headers(upstream.headers, decision=decision, body_replaced=False)
             out["X-Request-Id"] = ex.request_id
             length = upstream.content_length
@@ -410,6 +428,64 @@ class Pipeline:
             if buffered:
                 await self.bindings.learn(a2a.bindings_in_json(b"".join(buffered)))
             return response
+
+    async def _owned(
+        self, request: web.Request, match: RouteMatch, caller: Caller, body: bytes | None
+    ) -> bytes | None:
+        """Gateway-recorded ownership (upstreams without users, e.g. docker-agent).
+
+        A session route reached as the caller is the owner's only: anyone else
+        gets 404, as if it did not exist. Batch routes (hook ``owned_ids``)
+        must name only the caller's sessions, or nothing is forwarded (403).
+        Returns the request body if it had to be read.
+        """
+        assert self.owners is not None
+        rule = match.rule
+        if rule is None:
+            return body
+        if (
+            rule.locator is Locator.PATH
+            and rule.param
+            and not await self.owners.owns(match.params[rule.param], caller.user_id)
+        ):
+            raise NotFound("session not found", reason_id="session_not_owner")
+        if match.has_hook("owned_ids"):
+            body = await read_capped(request, self.max_parsed_body)
+            if body is None:
+                raise PayloadTooLarge()
+            ids = session_ids_of(body)
+            owners = await self.owners.owners_of(ids)
+            if any(owners.get(i) != caller.user_id for i in ids):
+                raise Forbidden(
+                    "only sessions you own can be listed here; nothing was done",
+                    reason_id="batch_not_owner",
+                )
+        return body
+
+    async def _owner_hooks(self, match: RouteMatch, caller: Caller, status: int, raw: bytes) -> bytes:
+        """After a 2xx answer: record a new session's owner (``record_owner``), or keep only
+        the caller's sessions in a listing (``filter_owned``). Returns the body to send."""
+        if self.owners is None or not 200 <= status < 300 or caller.user_id is None:
+            return raw
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            return raw
+        if match.has_hook("record_owner") and isinstance(data, dict):
+            session_id = data.get(self.profile.owner_from or "id")
+            if isinstance(session_id, str) and session_id:
+                await self.owners.record(session_id, caller.user_id)
+            return raw
+        if match.has_hook("filter_owned") and isinstance(data, list):
+            ids = [item["id"] for item in data if isinstance(item, dict) and isinstance(item.get("id"), str)]
+            owners = await self.owners.owners_of(ids)
+            mine = [
+                item
+                for item in data
+                if isinstance(item, dict) and owners.get(str(item.get("id"))) == caller.user_id
+            ]
+            return json.dumps(mine, separators=(",", ":")).encode()
+        return raw
 
     def _valid_id(self, value: str) -> str:
         """A session/task id used with a share token, checked against ``shares.session_id_pattern``."""
@@ -471,3 +547,15 @@ class Pipeline:
             headers=out,
             content_type="application/json",
         )
+
+
+def session_ids_of(raw: bytes) -> list[str]:
+    """The ``session_ids`` of a docker-agent batch request; ``BadRequest`` if absent or malformed."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequest("request body is not valid JSON", reason_id="batch_bad_body") from None
+    ids = body.get("session_ids") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise BadRequest("session_ids must be a non-empty list of session ids", reason_id="batch_bad_body")
+    return ids

@@ -2,7 +2,8 @@
 
 Keys (``{prefix}`` is ``redis_prefix``): ``{prefix}:share:{sha256(token)}`` → the
 share as JSON (``null`` for an unknown hash), TTL capped at the share's expiry;
-``{prefix}:task:{task_id}`` → context id; ``{prefix}:guesses:{user:…|addr:…}`` →
+``{prefix}:task:{task_id}`` → context id; ``{prefix}:owner:{session_id}`` → the
+owner the gateway recorded; ``{prefix}:guesses:{user:…|addr:…}`` →
 invalid-token count in the current window. Revocations are published on
 ``{prefix}:revocations`` with the token hash as the message. Tokens themselves
 never reach Redis.
@@ -116,6 +117,7 @@ class SharedState:
         self._share = f"{prefix}:share:"
         self._task = f"{prefix}:task:"
         self._guess = f"{prefix}:guesses:"
+        self._owner = f"{prefix}:owner:"
         self.channel = f"{prefix}:revocations"
         self._binding_ttl = binding_ttl
         self._pending: set[str] = set()  # revocations not yet fanned out (Redis was down)
@@ -156,6 +158,13 @@ class SharedState:
         if await self.client.set(self._task + task_id, context_id, nx=True, ex=self._binding_ttl):
             return context_id
         return await self.get_binding(task_id) or context_id
+
+    async def get_owner(self, session_id: str) -> str | None:
+        raw = await self.client.get(self._owner + session_id)
+        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    async def put_owner(self, session_id: str, owner: str) -> None:
+        await self.client.set(self._owner + session_id, owner, ex=self._binding_ttl)
 
     async def guess_failures(self, key: str) -> tuple[int, float]:
         """``(failures in the current window, seconds left in it)`` for a guesser key."""

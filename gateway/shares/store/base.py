@@ -87,3 +87,11 @@ class ShareStore(abc.ABC):
     @abc.abstractmethod
     async def set_session_owner(self, session_id: str, owner_id: str, at: float) -> bool:
         """Record a session's owner unless one is recorded; ``True`` if this call set it."""
+
+    @abc.abstractmethod
+    async def session_owners(self, session_ids: list[str]) -> dict[str, str]:
+        """The recorded owners of the given sessions (sessions without a record are absent)."""
+
+    @abc.abstractmethod
+    async def reassign_session_owner(self, session_id: str, owner_id: str, at: float) -> None:
+        """Record ``owner_id`` as the session's owner, replacing any earlier record."""

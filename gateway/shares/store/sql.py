@@ -179,3 +179,24 @@ class SqlStore(ShareStore):
                 at,
             )
         return changed > 0
+
+    async def session_owners(self, session_ids: list[str]) -> dict[str, str]:
+        owners: dict[str, str] = {}
+        for start in range(0, len(session_ids), 500):
+            chunk = session_ids[start : start + 500]
+            marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await self._fetch(
+                f"SELECT session_id, owner_id FROM session_owners WHERE session_id IN ({marks})", *chunk
+            )
+            owners.update({str(r[0]): str(r[1]) for r in rows})
+        return owners
+
+    async def reassign_session_owner(self, session_id: str, owner_id: str, at: float) -> None:
+        async with self.transaction(write=True) as tx:
+            await tx.execute(
+                "INSERT INTO session_owners (session_id, owner_id, created_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (session_id) DO UPDATE SET owner_id = excluded.owner_id",
+                session_id,
+                owner_id,
+                at,
+            )
