@@ -1,4 +1,4 @@
-"""Command line: ``share-gateway serve | migrate | check-config | demo``."""
+"""Command line: ``share-gateway serve | migrate | check-config | sessions claim | demo``."""
 
 from __future__ import annotations
 
@@ -100,6 +100,41 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_claim(args: argparse.Namespace) -> int:
+    """Record the owner of a session that existed before the gateway (gateway-recorded profiles)."""
+    import time
+
+    from gateway.shares.store import StoreError, open_store
+
+    settings = load_settings(args, require_upstream=False)
+
+    async def run() -> str | None:
+        store = open_store(settings.store)
+        await store.open()
+        try:
+            await store.migrate()
+            if args.force:
+                await store.reassign_session_owner(args.session_id, args.owner, time.time())
+                return None
+            if await store.set_session_owner(args.session_id, args.owner, time.time()):
+                return None
+            return await store.session_owner(args.session_id)
+        finally:
+            await store.close()
+
+    try:
+        existing = asyncio.run(run())
+    except StoreError as exc:
+        print(f"claim failed: {exc}", file=sys.stderr)
+        return 1
+    if existing is not None and existing != args.owner:
+        print(f"session {args.session_id} is already owned by {existing} (use --force to reassign)",
+              file=sys.stderr)
+        return 1
+    print(f"session {args.session_id} is owned by {args.owner}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo.story import main as story
 
@@ -124,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "serve":  # set by the --workers supervisor for its children
             sub.add_argument("--worker-of", type=int, default=None, help=argparse.SUPPRESS)
             sub.add_argument("--metrics-dir", default=None, help=argparse.SUPPRESS)
+    sessions = commands.add_parser("sessions", help="manage gateway-recorded session owners")
+    session_commands = sessions.add_subparsers(dest="sessions_command", required=True)
+    claim = session_commands.add_parser(
+        "claim", help="record the owner of a session created before the gateway",
+        description="record the owner of a session created before the gateway",
+    )
+    claim.add_argument("session_id")
+    claim.add_argument("--owner", required=True, help="the user id that owns the session")
+    claim.add_argument("--force", action="store_true", help="replace an existing owner")
+    _add_setting_flags(claim)
+    claim.set_defaults(func=cmd_claim)
     demo = commands.add_parser("demo", help="run the share story against a demo A2A agent")
     demo.add_argument("--keep-running", action="store_true", help="leave the demo running")
     demo.set_defaults(func=cmd_demo)
