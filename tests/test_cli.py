@@ -43,3 +43,14 @@ def test_serve_and_graceful_sigterm(tmp_path: Path, upstream: Upstream) -> None:
     events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
     assert events.index("listening") < events.index("draining") < events.index("stopped")
     assert "request" in events
+
+
+def test_sessions_claim(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/claim.db"
+    run = [sys.executable, "-m", "gateway", "sessions", "claim", "s-old", "--store", store]
+    first = subprocess.run([*run, "--owner", "alice"], capture_output=True, text=True)
+    other = subprocess.run([*run, "--owner", "bob"], capture_output=True, text=True)
+    forced = subprocess.run([*run, "--owner", "bob", "--force"], capture_output=True, text=True)
+    assert (first.returncode, other.returncode, forced.returncode) == (0, 1, 0)
+    assert "already owned by alice" in other.stderr
+    assert "owned by bob" in forced.stdout

@@ -140,3 +140,17 @@ def test_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
     assert re.search(r"^USER 10001", final_stage, re.M)
     assert "HEALTHCHECK" in final_stage
     assert "/healthz" in final_stage
+
+
+def test_docker_agent_example_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway import profiles
+    from gateway.app import upstream_credentials
+
+    text = (ROOT / "deploy/docker-agent/share-gateway.yaml").read_text()
+    token = tmp_path / "agent-token"
+    token.write_text("t0ken\n")
+    path = tmp_path / "gw.yaml"
+    path.write_text(text.replace("/etc/share-gateway/agent-token", str(token)))
+    settings = config.load(path, require_upstream=True)
+    credentials = upstream_credentials(settings, profiles.load(settings.profile))
+    assert (settings.profile, credentials.mode, settings.default_owner) == ("docker-agent", "bearer", "ops@example.com")
