@@ -371,7 +371,7 @@ def sse(work: Path, stack: ExitStack, store: str, redis: str, streams: int, shar
         rows: list[Any]) -> dict[str, Any]:
     """N concurrent SSE streams through one worker: RSS per stream and the delay added per event."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    streams = min(streams, (hard - 300) // 2)  # the gateway holds two sockets per stream
+    streams = min(streams, (hard - 1000) // 2)  # two sockets per stream, and room for the rest
     up_port = free_port()
     upstream = start([sys.executable, "-m", "bench.sse", "upstream", "--port", str(up_port), "--interval", "4"],
                      work / "sse-upstream.log")

@@ -72,17 +72,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from gateway.shares.store import StoreError, open_store
+    from gateway.shares.store import StoreError, opened
 
     settings = load_settings(args, require_upstream=False)
 
     async def run() -> list[int]:
-        store = open_store(settings.store)
-        await store.open()
-        try:
+        async with opened(settings.store, migrate=False) as store:
             return await store.migrate()
-        finally:
-            await store.close()
 
     try:
         applied = asyncio.run(run())
@@ -104,23 +100,18 @@ def cmd_claim(args: argparse.Namespace) -> int:
     """Record the owner of a session that existed before the gateway (gateway-recorded profiles)."""
     import time
 
-    from gateway.shares.store import StoreError, open_store
+    from gateway.shares.store import StoreError, opened
 
     settings = load_settings(args, require_upstream=False)
 
     async def run() -> str | None:
-        store = open_store(settings.store)
-        await store.open()
-        try:
-            await store.migrate()
+        async with opened(settings.store) as store:
             if args.force:
                 await store.reassign_session_owner(args.session_id, args.owner, time.time())
                 return None
             if await store.set_session_owner(args.session_id, args.owner, time.time()):
                 return None
             return await store.session_owner(args.session_id)
-        finally:
-            await store.close()
 
     try:
         existing = asyncio.run(run())
@@ -128,8 +119,10 @@ def cmd_claim(args: argparse.Namespace) -> int:
         print(f"claim failed: {exc}", file=sys.stderr)
         return 1
     if existing is not None and existing != args.owner:
-        print(f"session {args.session_id} is already owned by {existing} (use --force to reassign)",
-              file=sys.stderr)
+        print(
+            f"session {args.session_id} is already owned by {existing} (use --force to reassign)",
+            file=sys.stderr,
+        )
         return 1
     print(f"session {args.session_id} is owned by {args.owner}")
     return 0
@@ -162,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     sessions = commands.add_parser("sessions", help="manage gateway-recorded session owners")
     session_commands = sessions.add_subparsers(dest="sessions_command", required=True)
     claim = session_commands.add_parser(
-        "claim", help="record the owner of a session created before the gateway",
+        "claim",
+        help="record the owner of a session created before the gateway",
         description="record the owner of a session created before the gateway",
     )
     claim.add_argument("session_id")

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -60,6 +61,17 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+def _read_pem(value: str | None) -> str | None:
+    """PEM text as given, or read from the file it names."""
+    if value is None or "-----BEGIN" in value:
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError("must be PEM text or the path of a readable PEM file")
+    return path.read_text()
+
+
+Pem = Annotated[str | None, AfterValidator(_read_pem)]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 NetworkList = Annotated[list[Network], NoDecode, BeforeValidator(_split_list)]
 StrList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
@@ -73,7 +85,7 @@ class JwtSettings(_Section):
     """``auth.jwt``: exactly one key source (``secret``, ``public_key`` or ``jwks_url``)."""
 
     secret: SecretStr | None = None
-    public_key: str | None = Field(default=None, description="PEM text or a path to a PEM file")
+    public_key: Pem = Field(default=None, description="PEM text or a path to a PEM file")
     jwks_url: str | None = None
     issuer: str | None = None
     audience: StrList = Field(default_factory=list)
@@ -84,16 +96,6 @@ class JwtSettings(_Section):
     jwks_refresh_cooldown_seconds: float = Field(
         default=30.0, ge=0, description="min seconds between JWKS re-fetches for unknown kids"
     )
-
-    @field_validator("public_key")
-    @classmethod
-    def _read_pem(cls, value: str | None) -> str | None:
-        if value is None or "-----BEGIN" in value:
-            return value
-        path = Path(value)
-        if not path.is_file():
-            raise ValueError("must be PEM text or the path of a readable PEM file")
-        return path.read_text()
 
     @field_validator("jwks_url")
     @classmethod
@@ -199,21 +201,11 @@ class AccessSettings(_Section):
 class AssertionSettings(_Section):
     """``upstream_auth.jwt``: the JWT the gateway signs for the effective user (``jwt-assertion``)."""
 
-    private_key: str | None = Field(default=None, description="EC P-256 PEM text or a path to one")
+    private_key: Pem = Field(default=None, description="EC P-256 PEM text or a path to one")
     issuer: str = "share-gateway"
     audience: str | None = None
     ttl_seconds: float = Field(default=60.0, ge=5)
     user_claim: str = "sub"
-
-    @field_validator("private_key")
-    @classmethod
-    def _read_pem(cls, value: str | None) -> str | None:
-        if value is None or "-----BEGIN" in value:
-            return value
-        path = Path(value)
-        if not path.is_file():
-            raise ValueError("must be PEM text or the path of a readable PEM file")
-        return path.read_text()
 
 
 class UpstreamAuthSettings(_Section):

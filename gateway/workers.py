@@ -24,7 +24,7 @@ from prometheus_client import multiprocess
 
 from gateway.config import Settings
 from gateway.observe.logging import get_logger
-from gateway.shares.store import open_store
+from gateway.shares.store import opened
 
 log = get_logger("gateway.workers")
 
@@ -35,12 +35,8 @@ def mark_process_dead(pid: int, metrics_dir: str) -> None:
 
 
 async def _migrate(url: str) -> list[int]:
-    store = open_store(url)
-    await store.open()
-    try:
+    async with opened(url, migrate=False) as store:
         return await store.migrate()
-    finally:
-        await store.close()
 
 
 def supervise(settings: Settings, argv: Sequence[str]) -> int:

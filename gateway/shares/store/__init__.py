@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from gateway.shares.store.base import AccessRow, ShareStore, ShareSummary, StoreError
@@ -25,6 +27,19 @@ def open_store(url: str) -> ShareStore:
     raise ValueError(f"unsupported store URL scheme {scheme!r}")
 
 
+@contextlib.asynccontextmanager
+async def opened(url: str, *, migrate: bool = True) -> AsyncIterator[ShareStore]:
+    """A connected (and, by default, migrated) store for a one-off command; closed afterwards."""
+    store = open_store(url)
+    await store.open()
+    try:
+        if migrate:
+            await store.migrate()
+        yield store
+    finally:
+        await store.close()
+
+
 def sqlite_path(url: str) -> str:
     """``sqlite:///rel.db`` → ``rel.db``; ``sqlite:////abs.db`` → ``/abs.db``."""
     rest = url.split(":", 1)[1]
@@ -33,4 +48,4 @@ def sqlite_path(url: str) -> str:
     return rest[3:]
 
 
-__all__ = ["AccessRow", "ShareStore", "ShareSummary", "StoreError", "open_store", "sqlite_path"]
+__all__ = ["AccessRow", "ShareStore", "ShareSummary", "StoreError", "open_store", "opened", "sqlite_path"]
