@@ -319,7 +319,7 @@ def http_scenarios(scenarios: list[Scenario], args: argparse.Namespace, work: Pa
     for s in scenarios:
         if s.name == "gateway_invalid_token":
             s_rps = _invalid_rps(s, args.seconds)
-            rows.append((s.name, f"{s_rps:,.0f}", "-", "-", "-", "403 answers"))
+            rows.append((s.name, f"{s_rps:,.0f}", "-", "-", "-", "403, then 429"))
             results[f"{s.name}_rps"] = round(s_rps)
             continue
         cpu0 = s.process.cpu_seconds() if s.process else 0.0
