@@ -39,6 +39,17 @@ async def _migrate(url: str) -> list[int]:
         return await store.migrate()
 
 
+def ephemeral_key_pem() -> str:
+    """A fresh EC P-256 private key, PEM-encoded, shared by the workers of one supervisor."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
 def supervise(settings: Settings, argv: Sequence[str]) -> int:
     """Run ``settings.workers`` copies of ``share-gateway serve argv``; returns the exit status."""
     applied = asyncio.run(_migrate(settings.store))
@@ -52,6 +63,9 @@ def supervise(settings: Settings, argv: Sequence[str]) -> int:
         )
     metrics_dir = tempfile.mkdtemp(prefix="share-gateway-metrics-")
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    if settings.upstream_auth.mode == "jwt-assertion" and settings.upstream_auth.jwt.private_key is None:
+        # One key for every worker: the upstream trusts one JWKS, whichever worker serves it.
+        env["SHARE_GATEWAY_UPSTREAM_AUTH__JWT__PRIVATE_KEY"] = ephemeral_key_pem()
     command = [
         sys.executable,
         "-m",

@@ -69,11 +69,13 @@ def test_check_config_masks_secrets(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "gateway", "check-config", "--upstream", "http://up:1",
          "--auth.mode", "jwt", "--auth.jwt.secret", "s3cr3t-value",
-         "--store", "postgresql://gw:hunter2@db:5432/gw"],
+         "--store", "postgresql://gw:hunter2@db:5432/gw",
+         "--upstream_auth.mode", "bearer", "--upstream_auth.token", "upstream-t0ken"],
         capture_output=True, text=True, check=True,
     )
     assert "s3cr3t-value" not in out.stdout + out.stderr
     assert "hunter2" not in out.stdout + out.stderr
+    assert "upstream-t0ken" not in out.stdout + out.stderr
     data = json.loads(out.stdout)
     assert data["store"] == "postgresql://gw:***@db:5432/gw"
     assert data["auth"]["jwt"]["secret"] == "***"

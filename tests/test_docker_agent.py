@@ -4,7 +4,6 @@ and the three upstream credential modes, against a stand-in written from its doc
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -259,10 +258,11 @@ async def test_jwt_assertion_mode(make_gateway: GatewayFactory, client_for: Call
         await server.close()
 
 
-def test_kagent_and_docker_agent_profiles_share_the_core() -> None:
+def test_both_profiles_compile_without_ambiguity() -> None:
     from gateway import profiles
     from gateway.pipeline.routes import RouteTable
 
-    for name in ("kagent", "docker-agent"):
-        RouteTable(profiles.load(name).rules)  # both compile; ambiguity would raise
-    assert json.dumps  # the decision core is untouched: see tests/test_decide.py
+    tables = {name: RouteTable(profiles.load(name).rules) for name in ("kagent", "docker-agent")}
+    assert tables["docker-agent"].match("POST", "/api/sessions/batch/delete").template == "/api/sessions/batch/delete"
+    assert tables["docker-agent"].match("POST", "/api/sessions/s1/steer").action.value == "write"
+    assert tables["kagent"].match("POST", "/api/sessions/s1/steer").rule is None

@@ -255,3 +255,24 @@ def test_library_and_error_logs_are_redacted(capsys: pytest.CaptureFixture[str])
     assert len(lines) == 3
     assert token not in err
     assert err.count("[redacted]") >= 4
+
+
+async def test_workers_share_one_assertion_key(tmp_path: Path, upstream: Upstream) -> None:
+    proc, _, admin = start_gateway(tmp_path, upstream.url, "--workers", "2", "--upstream_auth.mode",
+                                   "jwt-assertion")
+    try:
+        kids = set()
+        deadline = time.monotonic() + 20
+        while len(_worker_pids(proc.pid)) < 2 or time.monotonic() < deadline - 15:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        wait_http(admin + "/readyz")
+        for _ in range(30):  # new connections: the kernel spreads them over both workers
+            request = urllib.request.Request(admin + "/.well-known/jwks.json", headers={"Connection": "close"})
+            with urllib.request.urlopen(request) as r:
+                kids.update(k["kid"] for k in json.load(r)["keys"])
+        assert len(kids) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
