@@ -26,7 +26,6 @@ class Health:
     store: ShareStore | None = None
     redis: SharedState | None = None
     upstream: str | None = None
-    check_upstream: bool = True
     metrics_dir: str | None = None  # prometheus multiprocess directory (``--workers``)
     jwks: dict[str, Any] | None = None  # the gateway's public keys (``upstream_auth.mode: jwt-assertion``)
     last: dict[str, str] = field(default_factory=dict)
@@ -42,7 +41,7 @@ class Health:
 
     async def _upstream_ok(self) -> bool:
         """Any HTTP answer from the upstream's base URL counts as reachable."""
-        if not self.check_upstream or self.upstream is None:
+        if self.upstream is None:
             return True
         timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
         try:

@@ -203,15 +203,19 @@ async def read_capped(request: web.Request, limit: int) -> bytes | None:
     return b"".join(parts)
 
 
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def is_json(content_type: str) -> bool:
-    return content_type.split(";", 1)[0].strip().lower() in (
-        "application/json",
-        "application/a2a+json",
-    ) or content_type.split(";", 1)[0].strip().lower().endswith("+json")
+    """``application/json`` or any ``+json`` media type."""
+    media = _media_type(content_type)
+    return media == "application/json" or media.endswith("+json")
 
 
 def is_sse(content_type: str) -> bool:
-    return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+    """``text/event-stream``."""
+    return _media_type(content_type) == "text/event-stream"
 
 
 __all__ = ["Forwarder", "OpenStreams", "StreamAborted", "capped", "is_json", "is_sse", "read_capped", "relay"]

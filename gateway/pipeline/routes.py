@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from gateway.errors import BadRequest
-from gateway.models import Locator, RouteMatch, RouteRule
+from gateway.models import RouteMatch, RouteRule
 
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 # Raw-path forms that different parsers decode differently; matching one path
@@ -148,10 +148,3 @@ class RouteTable:
                     continue
                 return RouteMatch(c.rule, params)
         return RouteMatch(None)
-
-    def session_param(self, match: RouteMatch) -> str | None:
-        """The session id a PATH-located route names, if any."""
-        rule = match.rule
-        if rule is None or rule.locator is not Locator.PATH or rule.param is None:
-            return None
-        return match.params.get(rule.param)
