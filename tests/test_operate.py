@@ -25,6 +25,8 @@ from gateway.demo.story import free_port, wait_http
 from gateway.health import Health, create_admin_app
 from tests.conftest import Client, Gateway, GatewayFactory, Upstream, chat
 
+SLOW_SECONDS = 3.0  # an in-flight request outlasting the stream's end by a margin a loaded CI survives
+
 
 def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Parse an exposition with prometheus-client's own parser: {(sample, labels): value}."""
@@ -121,7 +123,7 @@ async def test_every_denial_logs_a_reason_and_never_a_token(gw: Gateway, c: Clie
 
 @pytest.fixture
 async def slow_upstream() -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """Serves an endless SSE stream and a 1-second request."""
+    """Serves an endless SSE stream and a slow (``SLOW_SECONDS``) request."""
     state: dict[str, Any] = {"stream_ended": asyncio.Event(), "slow_started": asyncio.Event()}
 
     async def events(request: web.Request) -> web.StreamResponse:
@@ -137,7 +139,7 @@ async def slow_upstream() -> AsyncIterator[tuple[str, dict[str, Any]]]:
 
     async def slow(_request: web.Request) -> web.Response:
         state["slow_started"].set()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(SLOW_SECONDS)
         return web.json_response({"slow": True})
 
     app = web.Application()
@@ -153,7 +155,22 @@ async def slow_upstream() -> AsyncIterator[tuple[str, dict[str, Any]]]:
     await server.close()
 
 
-def start_gateway(tmp_path: Path, upstream: str, *extra: str) -> tuple[subprocess.Popen[str], str, str]:
+async def wait_ready(url: str, timeout: float = 20.0) -> None:
+    """Poll without blocking the loop: an in-process upstream must stay able to answer."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{url} did not become ready")
+
+
+async def start_gateway(tmp_path: Path, upstream: str, *extra: str) -> tuple[subprocess.Popen[str], str, str]:
     port, admin = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARE_GATEWAY_")}
     proc = subprocess.Popen(
@@ -162,7 +179,7 @@ def start_gateway(tmp_path: Path, upstream: str, *extra: str) -> tuple[subproces
          "--log.format", "json", "--auth.mode", "none", *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    wait_http(f"http://127.0.0.1:{admin}/healthz")
+    await wait_ready(f"http://127.0.0.1:{admin}/readyz")  # ready: the main listener accepts too
     return proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
 
 
@@ -170,36 +187,41 @@ async def test_sigterm_ends_streams_cleanly_and_lets_requests_finish(
     tmp_path: Path, slow_upstream: tuple[str, dict[str, Any]]
 ) -> None:
     url, state = slow_upstream
-    proc, base, admin = start_gateway(tmp_path, url, "--shutdown_grace", "10")
-    async with aiohttp.ClientSession() as http:
-        async with http.get(base + "/events") as stream:
-            first = await stream.content.readuntil(b"\n\n")
-            assert first.startswith(b"id: 0")
-            slow = asyncio.ensure_future(http.get(base + "/slow"))
-            await asyncio.wait_for(state["slow_started"].wait(), 5)  # the slow request is in flight
-            proc.send_signal(signal.SIGTERM)
-            sent = time.monotonic()
-            rest = await asyncio.wait_for(stream.content.read(), 5)  # ends cleanly, no error
-            ended = time.monotonic() - sent
-            assert rest == b"" or rest.endswith(b"\n\n")  # stopped between whole events
-            async with http.get(admin + "/readyz") as ready:  # the slow request keeps it draining
-                assert ready.status == 503
-                assert (await ready.json())["checks"]["lifecycle"] == "draining"
-        response = await slow
-        assert response.status == 200
-        assert await response.json() == {"slow": True}
-        response.release()
-    await asyncio.wait_for(state["stream_ended"].wait(), 5)  # the upstream stream was closed too
-    _, stderr = proc.communicate(timeout=20)
+    proc, base, admin = await start_gateway(tmp_path, url, "--shutdown_grace", "10")
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/events") as stream:
+                first = await stream.content.readuntil(b"\n\n")
+                assert first.startswith(b"id: 0")
+                slow = asyncio.ensure_future(http.get(base + "/slow"))
+                await asyncio.wait_for(state["slow_started"].wait(), 5)  # the slow request is in flight
+                proc.send_signal(signal.SIGTERM)
+                sent = time.monotonic()
+                rest = await asyncio.wait_for(stream.content.read(), 5)  # ends cleanly, no error
+                ended = time.monotonic() - sent
+                assert rest == b"" or rest.endswith(b"\n\n")  # stopped between whole events
+                async with http.get(admin + "/readyz") as ready:  # the slow request keeps it draining
+                    assert ready.status == 503
+                    assert (await ready.json())["checks"]["lifecycle"] == "draining"
+            response = await slow
+            assert response.status == 200
+            assert await response.json() == {"slow": True}
+            response.release()
+        await asyncio.wait_for(state["stream_ended"].wait(), 5)  # the upstream stream was closed too
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, stderr
-    assert ended < 1.0, stderr  # streams end at once; they do not wait out the grace period
+    assert ended < SLOW_SECONDS - 1, stderr  # streams end at once; they do not wait for other requests
     events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     draining = next(e for e in events if e["event"] == "draining")
     assert draining["open_streams"] == 1
 
 
 async def test_workers_share_the_port_and_aggregate_metrics(tmp_path: Path, upstream: Upstream) -> None:
-    proc, base, admin = start_gateway(tmp_path, upstream.url, "--workers", "2")
+    proc, base, admin = await start_gateway(tmp_path, upstream.url, "--workers", "2")
     try:
         pids = set()
         deadline = time.monotonic() + 20
@@ -258,7 +280,7 @@ def test_library_and_error_logs_are_redacted(capsys: pytest.CaptureFixture[str])
 
 
 async def test_workers_share_one_assertion_key(tmp_path: Path, upstream: Upstream) -> None:
-    proc, _, admin = start_gateway(tmp_path, upstream.url, "--workers", "2", "--upstream_auth.mode",
+    proc, _, admin = await start_gateway(tmp_path, upstream.url, "--workers", "2", "--upstream_auth.mode",
                                    "jwt-assertion")
     try:
         kids = set()
