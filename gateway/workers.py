@@ -113,7 +113,8 @@ def supervise(settings: Settings, argv: Sequence[str]) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 code = proc.wait()
-            status = status or code
+            # -SIGTERM: a worker still starting up when the signal came (nothing to drain yet).
+            status = status or (0 if code == -signal.SIGTERM else code)
             mark_process_dead(proc.pid, metrics_dir)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
