@@ -2,6 +2,8 @@
 # share-gateway: multi-stage, slim, non-root, read-only-root-filesystem friendly.
 #   docker build -t share-gateway .                       # the gateway
 #   docker build -t share-gateway-demo --build-arg EXTRAS=demo .   # + the demo agent
+#   docker run -e SHARE_GATEWAY_UPSTREAM=http://agent:8083 -e SHARE_GATEWAY_AUTH__MODE=jwt|trusted-header … share-gateway
+# (serve refuses the default auth.mode none on a non-loopback listener: choose one)
 ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim AS build

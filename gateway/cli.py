@@ -29,10 +29,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def load_settings(args: argparse.Namespace, *, require_upstream: bool) -> config.Settings:
-    """Settings from file, env and flags; exits 2 listing every problem."""
+def load_settings(
+    args: argparse.Namespace, *, require_upstream: bool, refuse_exposed: bool = False
+) -> config.Settings:
+    """Settings from file, env and flags; exits 2 listing every problem.
+
+    ``refuse_exposed`` (``serve``) also refuses ``config.exposure_problems()``.
+    """
     try:
-        settings = config.load(args.config, _overrides(args), require_upstream=require_upstream)
+        settings = config.load(
+            args.config, _overrides(args), require_upstream=require_upstream, refuse_exposed=refuse_exposed
+        )
         profile = profiles.load(settings.profile)
         RouteTable(profile.rules)
         if require_upstream:
@@ -60,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import serve
     from gateway.observe.logging import configure
 
-    settings = load_settings(args, require_upstream=True)
+    settings = load_settings(args, require_upstream=True, refuse_exposed=True)
     configure(settings.log.level, settings.log.format)
     if settings.workers > 1 and args.worker_of is None:
         from gateway.workers import supervise
@@ -90,9 +97,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Print the effective settings; what ``serve`` would refuse is a warning here, exit status 0."""
     settings = load_settings(args, require_upstream=True)
     print(json.dumps(settings.redacted(), indent=2))
-    print("configuration OK", file=sys.stderr)
+    warnings = config.exposure_problems(settings)
+    for problem in warnings:
+        print(f"warning: serve refuses this: {problem}", file=sys.stderr)
+    print("configuration OK" + (" except for the warnings above" if warnings else ""), file=sys.stderr)
     return 0
 
 

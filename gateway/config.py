@@ -154,6 +154,11 @@ class SharesSettings(_Section):
     redis_ttl: float = Field(default=60.0, gt=0, description="Redis share-cache TTL, seconds")
     guess_limit: int = Field(default=20, ge=0, description="invalid tokens per window before 429 (0: off)")
     guess_window: float = Field(default=60.0, gt=0, description="seconds")
+    live_check_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds between checks of live shared streams against the store (missed revocations)",
+    )
     session_id_pattern: str = Field(
         default=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$",
         description="session, context and task ids a share token may be used with",
@@ -265,6 +270,10 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(default="share-gateway", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     public_url: str | None = None
     trusted_proxies: NetworkList = Field(default_factory=list)
+    trusted_agents: NetworkList = Field(
+        default_factory=list,
+        description="CIDRs of the upstream's own agents: identity carriers from them pass untouched",
+    )
     shutdown_grace: float = Field(default=20.0, ge=0, description="seconds")
     workers: int = Field(default=1, ge=1, le=64, description="processes sharing the ports (SO_REUSEPORT)")
     default_owner: str | None = Field(
@@ -337,6 +346,22 @@ class Settings(BaseSettings):
     def admin_address(self) -> tuple[str, int]:
         return parse_listen(self.admin_listen)
 
+    def explicit(self, key: str) -> bool:
+        """Whether dotted ``key`` (``"auth.mode"``) was set by the YAML file, the env or a flag.
+
+        pydantic records the fields each source supplied in ``model_fields_set``
+        of every nested model; a default never counts. Raises ``KeyError`` for
+        a key that is no setting.
+        """
+        node: Any = self
+        given = True
+        for part in key.split("."):
+            if not isinstance(node, BaseModel) or part not in type(node).model_fields:
+                raise KeyError(key)
+            given = given and part in node.model_fields_set
+            node = getattr(node, part)
+        return given
+
     def redacted(self) -> dict[str, Any]:
         """The effective settings as plain data with every secret masked."""
         data = self.model_dump(mode="json")
@@ -350,6 +375,54 @@ class Settings(BaseSettings):
         if data["upstream_auth"]["jwt"]["private_key"] is not None:
             data["upstream_auth"]["jwt"]["private_key"] = "***"
         return data
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a listener on ``host`` is reachable only from this machine.
+
+    ``localhost``, 127.0.0.0/8 and ``::1`` (also as ``::ffff:127.x.y.z``) are;
+    ``0.0.0.0``, ``::``, an empty host and every other name are not.
+    """
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def exposure_problems(settings: Settings) -> list[str]:
+    """Why serving ``settings`` would hand the owner's identity to the network, one line each.
+
+    ``auth.mode: none`` makes every caller ``auth.default_user`` (DESIGN.md
+    "identify"). On a non-loopback ``listen`` that is refused unless
+    ``auth.mode`` was set explicitly (YAML, env or flag; the default does not
+    count); ``shares.allow_anonymous: true`` with it needs both set explicitly.
+    ``serve`` treats these as configuration errors, ``check-config`` as warnings.
+    """
+    host, _ = settings.listen_address
+    if settings.auth.mode != "none" or is_loopback_host(host):
+        return []
+    where = f"listen {settings.listen} is not loopback"
+    safer = "set auth.mode to jwt or trusted-header"
+    problems = []
+    if not settings.explicit("auth.mode"):
+        problems.append(
+            f"auth.mode: not set, so it defaults to none and, as {where}, anyone who can reach it "
+            f"acts as {settings.auth.default_user}, the owner of every session; {safer}, "
+            "or set auth.mode: none explicitly to accept that"
+        )
+    if settings.shares.allow_anonymous and not (
+        settings.explicit("auth.mode") and settings.explicit("shares.allow_anonymous")
+    ):
+        problems.append(
+            f"shares.allow_anonymous: true with auth.mode none ({where}) must be chosen explicitly; "
+            f"{safer}, or set both auth.mode: none and shares.allow_anonymous: true explicitly"
+        )
+    return problems
 
 
 def redact_url(url: str) -> str:
@@ -412,11 +485,13 @@ def load(
     overrides: Mapping[str, Any] | None = None,
     *,
     require_upstream: bool = False,
+    refuse_exposed: bool = False,
 ) -> Settings:
     """Load and validate settings once.
 
     ``config_file`` is a YAML file (default: ``$SHARE_GATEWAY_CONFIG`` if set);
     ``overrides`` maps dotted keys (``"auth.mode"``) to values from CLI flags.
+    ``refuse_exposed`` (``serve``) adds ``exposure_problems()`` to the errors.
     Raises ``ConfigError`` with every problem found, never a partial result.
     """
     if config_file is None:
@@ -442,6 +517,8 @@ def load(
         raise ConfigError(problems) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed YAML
         raise ConfigError([*problems, f"config file {config_file}: {exc}"]) from None
+    if refuse_exposed:
+        problems.extend(exposure_problems(settings))
     if problems:
         raise ConfigError(problems)
     return settings

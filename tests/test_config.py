@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,101 @@ def test_migrate_command(tmp_path: Path) -> None:
                            capture_output=True, text=True, check=True)
     assert "applied migrations: [1]" in first.stdout
     assert "up to date" in again.stdout
+
+
+# Secure by default: which keys were set explicitly, and what `serve` refuses on a non-loopback listener.
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No SHARE_GATEWAY_* setting from the caller's environment leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("SHARE_GATEWAY_") and not name.startswith("SHARE_GATEWAY_TEST_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("source", ["yaml", "env", "flag"])
+def test_explicit_keys_are_known_from_every_source(
+    source: str, tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "gw.yaml"
+    path.write_text("upstream: http://up:1\nauth:\n  default_user: someone\n")
+    overrides: dict[str, str] = {}
+    if source == "yaml":
+        path.write_text("upstream: http://up:1\nauth:\n  default_user: someone\n  mode: none\n")
+    elif source == "env":
+        clean_env.setenv("SHARE_GATEWAY_AUTH__MODE", "none")
+    else:
+        overrides["auth.mode"] = "none"
+    s = config.load(path, overrides)
+    assert s.explicit("auth.mode") and s.explicit("auth.default_user") and s.explicit("upstream")
+    assert not s.explicit("auth.jwt.issuer") and not s.explicit("shares.allow_anonymous")
+    assert not s.explicit("listen")
+
+
+def test_defaults_are_not_explicit(clean_env: pytest.MonkeyPatch) -> None:
+    s = config.load()
+    assert s.auth.mode == "none" and not s.explicit("auth.mode") and not s.explicit("auth")
+    with pytest.raises(KeyError):
+        s.explicit("auth.no_such_key")
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.8.9.10", True), ("localhost", True), ("LOCALHOST", True), ("::1", True),
+    ("::ffff:127.0.0.1", True),
+    ("0.0.0.0", False), ("::", False), ("", False), ("10.1.2.3", False), ("192.168.0.1", False),
+    ("gateway.example", False), ("localhost.example", False), ("::ffff:10.0.0.1", False),
+])
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert config.is_loopback_host(host) is loopback
+
+
+@pytest.mark.parametrize(("listen", "overrides", "expected"), [
+    ("0.0.0.0:8080", {}, ["auth.mode: not set"]),
+    (":8080", {}, ["auth.mode: not set"]),
+    ("[::]:8080", {}, ["auth.mode: not set"]),
+    ("10.1.2.3:8080", {"auth.default_user": "x"}, ["auth.mode: not set"]),
+    ("0.0.0.0:8080", {"shares.allow_anonymous": "true"}, ["auth.mode: not set", "shares.allow_anonymous"]),
+    ("0.0.0.0:8080", {"auth.mode": "none"}, []),
+    ("0.0.0.0:8080", {"auth.mode": "none", "shares.allow_anonymous": "true"}, []),
+    ("0.0.0.0:8080", {"auth.mode": "jwt", "auth.jwt.secret": "s"}, []),
+    ("127.0.0.1:8080", {}, []),
+    ("127.0.0.1:8080", {"shares.allow_anonymous": "true"}, []),
+    ("[::1]:8080", {}, []),
+    ("localhost:8080", {}, []),
+])
+def test_exposure_problems(listen: str, overrides: dict[str, str], expected: list[str],
+                           clean_env: pytest.MonkeyPatch) -> None:
+    problems = config.exposure_problems(config.load(overrides={"listen": listen, **overrides}))
+    assert len(problems) == len(expected)
+    for problem, start in zip(problems, expected, strict=True):
+        assert problem.startswith(start)
+        assert "\n" not in problem and "jwt or trusted-header" in problem
+
+
+def test_anonymous_with_none_needs_both_explicit(clean_env: pytest.MonkeyPatch) -> None:
+    """Guards a future default: allow_anonymous true that nobody chose is refused too."""
+    s = config.load(overrides={"auth.mode": "none"})
+    implicit = config.SharesSettings.model_construct(_fields_set=set(), allow_anonymous=True)
+    s = s.model_copy(update={"shares": implicit})
+    assert [p.split(":")[0] for p in config.exposure_problems(s)] == ["shares.allow_anonymous"]
+
+
+def test_load_refuses_exposure_only_when_asked(clean_env: pytest.MonkeyPatch) -> None:
+    config.load(overrides={"upstream": "http://up:1"}, require_upstream=True)
+    with pytest.raises(config.ConfigError) as info:
+        config.load(refuse_exposed=True, require_upstream=True)
+    assert [p.split(":")[0] for p in info.value.problems] == ["upstream", "auth.mode"]  # all at once
+
+
+def test_check_config_warns_about_what_serve_refuses(clean_env: pytest.MonkeyPatch) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHARE_GATEWAY_")}
+    run = [sys.executable, "-m", "gateway", "check-config", "--upstream", "http://up:1"]
+    implicit = subprocess.run(run, capture_output=True, text=True, env=env)
+    explicit = subprocess.run([*run, "--auth.mode", "none"], capture_output=True, text=True, env=env)
+    assert implicit.returncode == 0 and explicit.returncode == 0
+    warnings = [line for line in implicit.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "auth.mode: not set" in warnings[0]
+    assert "jwt or trusted-header" in warnings[0]
+    assert "warning" not in explicit.stderr
+    assert json.loads(implicit.stdout)["auth"]["mode"] == "none"
