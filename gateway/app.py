@@ -7,7 +7,7 @@ import contextlib
 import os
 import re
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 from urllib.parse import quote
 
@@ -21,7 +21,8 @@ from gateway.observe.logging import get_logger
 from gateway.pipeline import Pipeline
 from gateway.pipeline.credentials import AssertionSigner, UpstreamCredentials, read_secret
 from gateway.pipeline.forward import Forwarder
-from gateway.pipeline.identify import Identifier
+from gateway.pipeline.identify import Identifier, normalise_header_name, query_key
+from gateway.pipeline.live import LiveConnections, LiveShareCheck
 from gateway.pipeline.outbound import strip_set
 from gateway.pipeline.routes import RouteTable
 from gateway.profiles import Profile
@@ -42,6 +43,12 @@ CACHE = web.AppKey("cache", ShareCache)
 BINDINGS = web.AppKey("bindings", TaskBindings)
 RECORDER = web.AppKey("recorder", AccessRecorder)
 PIPELINE = web.AppKey("pipeline", Pipeline)
+LIVE = web.AppKey("live", LiveConnections)
+
+
+def loop_task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    """A long-running task of a ``cleanup_ctx`` resource, cancelled and awaited at its teardown."""
+    return asyncio.get_running_loop().create_task(coro, name=name)
 
 
 def upstream_credentials(settings: Settings, profile: Profile) -> UpstreamCredentials:
@@ -150,6 +157,7 @@ def create_app(
     async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         """Share cache and task bindings; with Redis, the revocation subscription."""
         shared = app.get(SHARED)
+        live = app[LIVE] = LiveConnections()
         cache = ShareCache(
             app[STORE],
             ttl=settings.shares.cache_ttl,
@@ -157,22 +165,29 @@ def create_app(
             size=settings.shares.cache_size,
             shared=shared,
             redis_ttl=settings.shares.redis_ttl,
+            live=live,
         )
         app[CACHE] = cache
         app[BINDINGS] = TaskBindings(shared=shared)
-        if shared is None:
-            yield
-            return
-        subscribed = asyncio.Event()
-        listener = asyncio.get_running_loop().create_task(
-            shared.listen(cache.evict, cache.clear, subscribed), name="revocation-listener"
-        )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(subscribed.wait(), settings.timeouts.connect)
+        checker = LiveShareCheck(app[STORE], live, settings.shares.live_check_interval)
+        tasks = [loop_task(checker.run(), "live-share-check")]
+        if shared is not None:
+
+            def resync() -> None:
+                cache.clear()
+                checker.soon()  # revocations may have been missed while unsubscribed
+
+            subscribed = asyncio.Event()
+            listen = shared.listen(cache.on_revoked, resync, subscribed)
+            tasks.append(loop_task(listen, "revocation-listener"))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(subscribed.wait(), settings.timeouts.connect)
         yield
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
         assert settings.upstream is not None
@@ -226,7 +241,13 @@ def create_app(
                 ownership_ttl=settings.shares.ownership_cache_ttl,
             ),
             trusted_proxies=trusted,
-            strip=strip_set(credentials, identifier.consumed_headers),
+            strip=strip_set(credentials, [*identifier.consumed_headers, *profile.carrier_headers]),
+            query_carriers=frozenset(query_key(q) for q in profile.carrier_query),
+            trusted_agents=tuple(settings.trusted_agents),
+            agent_strip=strip_set(credentials, identifier.consumed_headers)
+            - credentials.replaced
+            - {normalise_header_name(h) for h in profile.carrier_headers},
+            live=app[LIVE],
             session_id=re.compile(settings.shares.session_id_pattern),
             max_body=settings.limits.max_body,
             guesses=GuessLimiter(
@@ -241,6 +262,7 @@ def create_app(
         health.ready = True
         yield
         health.ready = False
+        await app[PIPELINE].share_api.background.drain(settings.shutdown_grace)
 
     app.cleanup_ctx.extend([store_ctx, redis_ctx, cache_ctx, forwarder_ctx, recorder_ctx, pipeline_ctx])
 
@@ -309,9 +331,9 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     health.draining = True
-    streams = app[PIPELINE].streams
-    log.info("draining", grace_seconds=settings.shutdown_grace, open_streams=len(streams))
-    streams.end_all()
+    live = app[LIVE]
+    log.info("draining", grace_seconds=settings.shutdown_grace, open_streams=len(live))
+    live.end_all()
     await runner.cleanup()
     await admin_runner.cleanup()
     log.info("stopped")

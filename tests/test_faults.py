@@ -5,7 +5,9 @@ than the documented 502/503/504 (must be 0) and access records lost (must be 0).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -19,11 +21,14 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.demo.story import free_port, wait_http
 from gateway.observe import metrics
+from gateway.shares.store import StoreError
+from gateway.shares.store.sqlite import SqliteStore
 from tests.conftest import (
     FAULT_ROWS,
     USER,
@@ -290,3 +295,141 @@ async def test_sigterm_under_load_loses_no_access_records(pg: str, tmp_path: Pat
     assert tally.refused > 0  # the load outlived the listener
     lost = answered_reads - await access_total(pg)
     tally.report("SIGTERM under load", lost=lost)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, str]]:
+    """A store for the gateway: its name and the overrides selecting it (SQLite in tmp_path, or ``pg``)."""
+    if request.param == "sqlite":
+        return "sqlite", {}
+    return "postgresql", {"store": str(request.getfixturevalue("pg"))}
+
+
+async def test_clients_disconnect_while_hot_cache_entries_expire(
+    backend: tuple[str, dict[str, str]], make_gateway: GatewayFactory, client_for: Callable[[Gateway], Client],
+) -> None:
+    """DESIGN.md "Cancellation-safe", under load: clients drop requests at random points while
+    hot cache entries expire every 50 ms (so cancelled requests are often the single-flight
+    leader of a store lookup), new links are created, used for the first time and revoked,
+    and access flushes are cancelled. Afterwards every uncached lookup still answers (never
+    503), nothing is left in flight, and the abandoned requests were logged as 499."""
+    name, store = backend
+    gw = await make_gateway(shares__cache_ttl="0.05", shares__negative_ttl="0.05", shares__guess_limit="0",
+                            access__flush_interval="0.02", **store)
+    c = client_for(gw)
+    sid, ro, revoked = await prepared(c)
+    hot = [ro] + [(await c.share("alice", sid))["token"] for _ in range(3)]
+    path = f"/api/sessions/{sid}"
+    probes = [Probe("read via hot link", "GET", path, "bob", token, frozenset({200})) for token in hot] + [
+        Probe("write via read-only link", "POST", path + "/events", "bob", ro, frozenset({403}),
+              must_not_allow=True, body={"data": "{}"}),
+        Probe("revoked link", "GET", path, "bob", revoked, frozenset({403}), must_not_allow=True),
+        Probe("unknown link", "GET", path, "bob", "u" * 43, frozenset({403}), must_not_allow=True),
+    ]
+    first_use = Probe("first use of a new link", "GET", path, "bob", None, frozenset({200}))
+    rng = random.Random(f"disconnects-{name}")
+    tally = Tally()
+    churn: list[tuple[str, bool]] = []  # (token, revoked) of links created during the load
+    sent_with_link = answered_with_link = disconnected = 0
+    stop = time.monotonic() + 2.0
+
+    async def call(probe: Probe, token: str | None, drop: float | None) -> int | None:
+        """The probe's status; ``None`` if the client disconnected first (after ``drop`` s)."""
+        nonlocal sent_with_link, answered_with_link, disconnected
+        sending = asyncio.ensure_future(
+            c.call(probe.method, probe.path, user=probe.user, token=token, json_body=probe.body))
+        granted = 200 in probe.correct
+        sent_with_link += granted
+        done, _ = await asyncio.wait({sending}, timeout=drop if drop is not None else 10.0)
+        if not done:
+            sending.cancel()  # the client goes away (or, without ``drop``, never got an answer)
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+                await sending
+            if drop is None:
+                return 0  # no answer in 10 s: counted as wrong
+            disconnected += 1
+            return None
+        try:
+            status = sending.result()[0]
+        except aiohttp.ClientError:
+            return REFUSED
+        answered_with_link += granted and status == 200
+        return status
+
+    async def client(offset: int) -> None:
+        i = offset
+        while time.monotonic() < stop:
+            probe = probes[i % len(probes)]
+            i += 1
+            drop = rng.uniform(0, 0.006) if rng.random() < 0.5 else None
+            status = await call(probe, probe.token, drop)
+            if status is not None:
+                tally.add(probe, status)
+
+    async def share_api() -> None:
+        """Create links (a quarter of the creations abandoned), use each for the first time
+        from clients that disconnect, revoke half of them."""
+        while time.monotonic() < stop:
+            creating = asyncio.ensure_future(c.share("alice", sid))
+            if rng.random() < 0.25:
+                await asyncio.wait({creating}, timeout=rng.uniform(0, 0.004))
+                if not creating.done():
+                    creating.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+                        await creating
+                    continue
+            created = await creating
+            for _ in range(3):
+                status = await call(first_use, created["token"], rng.uniform(0, 0.006))
+                if status is not None:
+                    tally.add(first_use, status)
+            gone = rng.random() < 0.5
+            if gone:
+                status, body, _ = await c.call("DELETE", f"{path}/shares/{created['id']}", user="alice")
+                assert status == 200, body
+            churn.append((created["token"], gone))
+
+    async def flusher() -> None:
+        """Access flushes, cancelled at random points."""
+        while time.monotonic() < stop:
+            flushing = asyncio.ensure_future(gw.flush_access())
+            await asyncio.wait({flushing}, timeout=rng.uniform(0, 0.004))
+            flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
+                await flushing
+
+    def in_flight() -> float:
+        return metrics.REGISTRY.get_sample_value("share_gateway_requests_in_flight") or 0.0
+
+    with structlog.testing.capture_logs() as logs:
+        await asyncio.gather(flusher(), share_api(), *(client(k) for k in range(6)))
+        deadline = time.monotonic() + 10  # a hang guard for the cancelled handlers, not a speed check
+        while in_flight() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert in_flight() == 0
+        await asyncio.sleep(0.1)  # every cache entry expired: each lookup below goes to the store
+        after = [Probe("uncached lookup after the load", "GET", path, "bob", t, frozenset({200})) for t in hot]
+        after += [Probe("uncached lookup after the load", "GET", path, "bob", t,
+                        frozenset({403}) if gone else frozenset({200}), must_not_allow=gone)
+                  for t, gone in churn]
+        after += [Probe("revoked link after the load", "GET", path, "bob", revoked, frozenset({403}),
+                        must_not_allow=True)]
+        for probe in after:
+            tally.add(probe, (await c.call("GET", path, user="bob", token=probe.token))[0])
+            answered_with_link += probe.correct == frozenset({200})
+            sent_with_link += probe.correct == frozenset({200})
+        await gw.flush_access()
+    assert disconnected > 0
+    assert len(churn) > 3
+    lines = [e for e in logs if e["event"] == "request"]
+    assert {e["status"] for e in lines} <= {200, 201, 403, 499}, {e["status"] for e in lines}
+    assert any(e["status"] == 499 and e["reason_id"] == "client_closed" for e in lines)
+    assert not any(e["reason_id"] == "store_unavailable" for e in lines)
+    assert gw.pipeline.cache._inflight == {}
+    if isinstance(gw.store, SqliteStore):
+        assert gw.store._conn is not None
+        assert not gw.store._conn.in_transaction
+    recorded = sum(x.access_count for x in await gw.store.list_shares(sid, "alice"))
+    assert recorded <= sent_with_link  # an access is recorded once, never twice
+    tally.report(f"clients disconnect while hot cache entries expire ({name})",
+                 lost=max(0, answered_with_link - recorded))

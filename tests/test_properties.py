@@ -20,7 +20,7 @@ from gateway import profiles
 from gateway.errors import BadRequest, JsonRpcError
 from gateway.models import Action, Caller, Outcome, Share
 from gateway.pipeline import a2a
-from gateway.pipeline.credentials import UpstreamCredentials
+from gateway.pipeline.credentials import AssertionSigner, UpstreamCredentials
 from gateway.pipeline.decide import decide, target_of
 from gateway.pipeline.identify import IDENTITY_HEADERS
 from gateway.pipeline.outbound import strip_set, upstream_headers
@@ -212,3 +212,54 @@ def test_matched_path_is_the_forwarded_path(segments: list[str], trailing: bool,
         assert value and "/" not in value
     if match.rule is not None and trailing:
         assert match.rule.template.endswith("/")  # a trailing slash only matches such templates
+
+
+# -- the upstream's effective user (identity carriers) -----------------------------
+
+CARRIER_PARTS = st.sampled_from([
+    "user_id=alice", "user_id=carol", "user%5Fid=carol", "user%5fid=carol", "%75ser%5Fid=carol", "USER_ID=carol",
+    "user_id=", "user_id", "user_id=carol;x=1", "x=1;user_id=carol", "a=1", "order=asc", "share=tok", "q=a%20b",
+])
+CARRIER_HEADERS = st.sampled_from(["X-User-Id", "x-user-id", "X_User_Id", "X-Agent-Name", "x_agent_name",
+                                   "X-AGENT-NAME", "Authorization", "X-Other"])
+KAGENT_PROFILE = profiles.load("kagent")
+BEARER = UpstreamCredentials("bearer", identity_header="X-User-Id", token="static-upstream-token")
+PROXY_MODE = UpstreamCredentials("jwt-assertion", identity_header=None,
+                                 signer=AssertionSigner(None, issuer="gw", audience=None, ttl=60, user_claim="sub"))
+
+
+@LARGE
+@given(parts=st.lists(CARRIER_PARTS, max_size=6),
+       headers=st.lists(st.tuples(CARRIER_HEADERS, st.sampled_from(["carol", "Bearer x.eyJzdWIiOiJjYXJvbCJ9.x"])),
+                        max_size=5),
+       shared=st.booleans(), target=IDS, mode=st.sampled_from(["header", "bearer", "jwt-assertion"]))
+def test_upstream_effective_user_is_the_caller_or_the_owner_of_the_shared_session(
+    parts: list[str], headers: list[tuple[str, str]], shared: bool, target: str, mode: str
+) -> None:
+    """Whatever carriers a client adds, the user kagent computes (``resolve_user``, written from
+    kagent's authn.go/proxy_authn.go) is the caller, or the owner only for the shared session, in
+    every upstream credential mode (``jwt-assertion`` against kagent's trusted-proxy mode)."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from gateway.config import SharesSettings
+    from gateway.demo.agent import resolve_user
+    from gateway.pipeline.identify import extract_share_token, normalise_header_name, query_key
+
+    credentials = {"header": HEADER, "bearer": BEARER, "jwt-assertion": PROXY_MODE}[mode]
+    request = make_mocked_request("GET", "/api/sessions/s1?" + "&".join(parts), headers=CIMultiDict(headers))
+    try:
+        _, query = extract_share_token(request, SharesSettings(),
+                                       frozenset(query_key(q) for q in KAGENT_PROFILE.carrier_query))
+    except BadRequest:
+        return  # two share tokens: answered 400, nothing is forwarded
+    share = Share("sh_1", "s1", "alice", True, None, "p", 0.0)
+    decision = decide(Caller("bob", "jwt"), token_present=shared, share=share if shared else None,
+                      action=Action.READ, target=target_of(target, []), now=NOW)
+    out = upstream_headers(
+        request.headers, decision=decision, caller=Caller("bob", "jwt"), credentials=credentials,
+        strip=strip_set(credentials, {normalise_header_name(h) for h in KAGENT_PROFILE.carrier_headers}),
+        peer="10.0.0.1", peer_is_proxy=False, scheme="http", host="gw", request_id="r", content_length=None,
+    )
+    asgi_headers = [(k.lower().encode(), v.encode()) for k, v in out.items()]
+    effective = resolve_user("trusted-proxy" if mode == "jwt-assertion" else "unsecure", query, asgi_headers)
+    assert effective == ("alice" if shared and target == "s1" else "bob"), (parts, headers, query, out)

@@ -10,21 +10,38 @@ One process plays kagent's controller and one agent:
 * ``/api/sessions…`` and ``/api/tasks/{id}`` — kagent's REST sessions API,
   scoped by ``X-User-Id`` (default ``admin@kagent.dev``): another user's
   session is a 404. An A2A message into another user's session is refused.
+* ``/api/me`` — the user the request was resolved to.
 * ``/_demo/requests`` (only with ``--capture``) — every request the server
-  received (method, path, query, headers, body), so tests can check exactly
-  what the gateway forwarded.
+  received (method, path, query, headers, body, and the ``effective_user`` it
+  resolved), so tests can check exactly what the gateway forwarded.
+
+Identity is resolved exactly as kagent's controller does (``--auth-mode``):
+
+* ``unsecure`` (kagent's default; kagent-dev/kagent
+  ``go/core/internal/httpserver/auth/authn.go``, ``UnsecureAuthenticator.Authenticate``):
+  the first ``user_id`` query parameter (Go's ``url.Values.Get`` after
+  percent-decoding, so ``user%5Fid`` counts), else the first ``X-User-Id``
+  header, else ``admin@kagent.dev``.
+* ``trusted-proxy`` (``proxy_authn.go``): ``Authorization: Bearer <JWT>`` is
+  decoded **without verification** and the user is its ``sub`` claim; with an
+  ``X-Agent-Name`` header (an agent calling back) the user is ``?user_id=``,
+  else ``X-User-Id``, else the claim (release/v0.10.x; a later revision reads
+  ``?user_id=``/``X-User-Id`` only when no bearer is sent — both let
+  ``X-Agent-Name`` choose the user). No usable identity → 401.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import uvicorn
 from a2a.auth.user import User
@@ -41,6 +58,7 @@ from a2a.types import (
     AgentInterface,
     AgentSkill,
     ListTasksRequest,
+    TaskState,
 )
 from google.protobuf.json_format import MessageToDict
 from starlette.applications import Starlette
@@ -48,7 +66,7 @@ from starlette.authentication import AuthCredentials, AuthenticationBackend, Sim
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
@@ -56,9 +74,59 @@ DEFAULT_USER = "admin@kagent.dev"
 AGENT_PATH = "/api/a2a/demo/echo"
 
 
+def resolve_user(mode: str, query: str, headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The user kagent's controller resolves for a request (``None``: 401); see the module doc.
+
+    ``query`` is the raw query string; ``headers`` the ASGI header list. Go's
+    ``url.Values.Get`` and ``http.Header.Get`` return the first value;
+    ``parse_qsl`` splits on ``&`` only, like Go 1.17+ ``url.ParseQuery``.
+    """
+
+    def header(name: bytes) -> str:
+        return next((v.decode("latin-1") for k, v in headers if k.lower() == name), "")
+
+    query_user = next((v for k, v in parse_qsl(query, keep_blank_values=True) if k == "user_id"), "")
+    named = query_user or header(b"x-user-id")
+    if mode == "unsecure":
+        return named or DEFAULT_USER
+    claim = ""
+    scheme, _, token = header(b"authorization").partition(" ")
+    if scheme == "Bearer":
+        try:
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            return None
+        claim = claims.get("sub", "") if isinstance(claims, dict) else ""
+        if not isinstance(claim, str):
+            claim = ""
+    if header(b"x-agent-name"):
+        return named or claim or None
+    return claim or None
+
+
 def user_of(conn: HTTPConnection) -> str:
-    """kagent's unsecure mode: ``X-User-Id``, else the default user."""
-    return conn.headers.get("x-user-id") or DEFAULT_USER
+    """The user the request was resolved to (``KagentIdentity`` put it in the scope)."""
+    return str(conn.scope["kagent_user"])
+
+
+class KagentIdentity:
+    """ASGI middleware: resolves every request's user as kagent's controller does (401 if none)."""
+
+    def __init__(self, app: Any, mode: str) -> None:
+        self.app = app
+        self.mode = mode
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_demo/"):
+            await self.app(scope, receive, send)
+            return
+        user = resolve_user(self.mode, scope["query_string"].decode("latin-1"), scope["headers"])
+        if user is None:
+            await PlainTextResponse("Unauthorized", status_code=401)(scope, receive, send)
+            return
+        scope["kagent_user"] = user
+        await self.app(scope, receive, send)
 
 
 class TrustUserHeader(AuthenticationBackend):
@@ -111,7 +179,11 @@ class Sessions:
 
 
 class EchoExecutor(AgentExecutor):
-    """Echoes the user's text in several events, ~20 ms apart, naming who it ran as."""
+    """Echoes the user's text in several events, ~20 ms apart, naming who it ran as.
+
+    Message metadata: ``ticks`` (count) and ``tickSeconds`` make a long-running
+    task that reports "tick N" that often first; ``delaySeconds`` a pause.
+    """
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         message = context.message
@@ -124,6 +196,11 @@ class EchoExecutor(AgentExecutor):
         updater = TaskUpdater(event_queue, context.task_id, context.context_id)
         await updater.start_work(updater.new_agent_message([new_text_part("thinking…")]))
         metadata = dict(message.metadata)
+        ticks = min(int(metadata.get("ticks", 0) or 0), 10_000)
+        for tick in range(ticks):  # a long-running task: one status update every tickSeconds
+            await asyncio.sleep(float(metadata.get("tickSeconds", 0.05) or 0.05))
+            await updater.update_status(TaskState.TASK_STATE_WORKING, updater.new_agent_message(
+                [new_text_part(f"tick {tick}")]))
         delay = float(metadata.get("delaySeconds", 0) or 0)
         await asyncio.sleep(0.02 + delay)
         user = context.call_context.user.user_name
@@ -226,8 +303,9 @@ class SessionGuard:
         return None
 
 
-def build_app(base_url: str, *, capture: bool = False) -> Starlette:
-    """The demo server as a Starlette app (``base_url``: where clients reach it)."""
+def build_app(base_url: str, *, capture: bool = False, auth_mode: str = "unsecure") -> Any:
+    """The demo server as an ASGI app (``base_url``: where clients reach it;
+    ``auth_mode``: kagent's ``unsecure`` or ``trusted-proxy``)."""
     sessions = Sessions()
     task_store = InMemoryTaskStore()
     card = agent_card(base_url)
@@ -296,6 +374,9 @@ def build_app(base_url: str, *, capture: bool = False) -> Starlette:
         found = await task_store.get(request.path_params["task_id"], ctx)
         return ok(MessageToDict(found)) if found is not None else not_found("Task")
 
+    async def me(request: Request) -> JSONResponse:
+        return ok({"user": user_of(request)})
+
     async def requests_seen(request: Request) -> JSONResponse:
         if request.method == "DELETE":
             captured.clear()
@@ -316,6 +397,7 @@ def build_app(base_url: str, *, capture: bool = False) -> Starlette:
         Route("/api/sessions/{session_id}/tasks", session_tasks, methods=["GET"]),
         Route("/api/sessions/{session_id}/events", session_events, methods=["POST"]),
         Route("/api/tasks/{task_id}", task, methods=["GET"]),
+        Route("/api/me", me, methods=["GET"]),
         Mount(AGENT_PATH, app=SessionGuard(agent, sessions)),
     ]
     if capture:
@@ -326,7 +408,7 @@ def build_app(base_url: str, *, capture: bool = False) -> Starlette:
         yield
         await handler.aclose()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = KagentIdentity(Starlette(routes=routes, lifespan=lifespan), auth_mode)
     if not capture:
         return app
 
@@ -341,6 +423,9 @@ def build_app(base_url: str, *, capture: bool = False) -> Starlette:
             "query": scope["query_string"].decode("latin-1"),
             "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
             "body": "",
+            "effective_user": resolve_user(
+                auth_mode, scope["query_string"].decode("latin-1"), scope["headers"]
+            ),
         }
         captured.append(record)
 
@@ -351,7 +436,7 @@ def build_app(base_url: str, *, capture: bool = False) -> Starlette:
 
         await app(scope, tap, send)
 
-    return capturing  # type: ignore[return-value]
+    return capturing
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -360,8 +445,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8083)
     parser.add_argument("--capture", action="store_true", help="serve /_demo/requests")
+    parser.add_argument("--auth-mode", choices=["unsecure", "trusted-proxy"], default="unsecure")
     args = parser.parse_args(argv)
-    app = build_app(f"http://{args.host}:{args.port}", capture=args.capture)
+    app = build_app(f"http://{args.host}:{args.port}", capture=args.capture, auth_mode=args.auth_mode)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="on")
 
 

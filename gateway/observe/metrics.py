@@ -79,6 +79,12 @@ OPEN_STREAMS = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livesum",
 )
+STREAMS_ENDED = Counter(
+    _P + "streams_ended_total",
+    "Live connections the gateway ended: share revoked, share expired, or drain on shutdown.",
+    ["reason"],
+    registry=REGISTRY,
+)
 DEPENDENCY_UP = Gauge(
     _P + "dependency_up",
     "1 if a dependency (store, redis, upstream) answered its last use or probe (min over workers).",

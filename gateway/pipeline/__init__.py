@@ -43,7 +43,6 @@ from gateway.pipeline.credentials import UpstreamCredentials
 from gateway.pipeline.decide import SESSION_ACTIONS, decide, target_of
 from gateway.pipeline.forward import (
     Forwarder,
-    OpenStreams,
     StreamAborted,
     capped,
     is_json,
@@ -59,6 +58,7 @@ from gateway.pipeline.identify import (
     peer_address,
     token_hash,
 )
+from gateway.pipeline.live import LiveConnections
 from gateway.pipeline.outbound import response_headers, upstream_headers
 from gateway.pipeline.routes import RouteTable, canonical_path
 from gateway.profiles import Profile
@@ -71,6 +71,8 @@ from gateway.shares.owners import OwnerDirectory
 
 access_log = get_logger("gateway.access")
 ANONYMOUS = Caller(None, "anonymous")
+AGENT = Caller(None, "trusted-agent")
+AS_AGENT = Decision(Outcome.AS_CALLER, "trusted_agent")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_TASK_IDS = 16  # per request; more cannot be attributed to one session
@@ -118,14 +120,26 @@ class Pipeline:
     session_id: re.Pattern[str] = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
     max_body: int = 16 << 20
     strip: frozenset[str] = frozenset()  # from outbound.strip_set, built at start-up
-    streams: OpenStreams = field(default_factory=OpenStreams)
+    query_carriers: frozenset[str] = frozenset()  # the profile's identity query parameters
+    trusted_agents: tuple[Network, ...] = ()
+    agent_strip: frozenset[str] = frozenset()  # ``strip`` less the identity carriers
+    live: LiveConnections = field(default_factory=LiveConnections)
     _proxies: dict[str | None, bool] = field(default_factory=dict)
     _unbound: TTLCache[tuple[str, str], bool] = field(
         default_factory=lambda: TTLCache(maxsize=10_000, ttl=10)
     )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """aiohttp handler: every request on the main listener comes here."""
+        """aiohttp handler: every request on the main listener comes here.
+
+        A request its client abandoned (the handler cancelled by aiohttp's
+        ``handler_cancellation`` on disconnect, or the connection reset while
+        the response is written) is logged and counted with status 499 and
+        ``reason_id=client_closed``, never as a 500 (DESIGN.md
+        "Cancellation-safe"); the ``CancelledError`` (or reset) is re-raised.
+        """
+        import asyncio  # local: CancelledError only, for the one except clause below
+
         started = time.perf_counter()
         rid = request.headers.get("X-Request-Id", "")
         ex = Exchange(
@@ -150,6 +164,9 @@ class Pipeline:
         except StreamAborted as exc:
             ex.reason_id = "upstream_stream_aborted"
             ex.extra["error"] = str(exc)
+            raise
+        except (asyncio.CancelledError, ConnectionResetError):  # aiohttp's ClientConnectionResetError too
+            status, ex.reason_id = 499, "client_closed"  # nginx's code for a client that went away
             raise
         finally:
             metrics.IN_FLIGHT.dec()
@@ -180,7 +197,11 @@ class Pipeline:
         match = self.routes.match(request.method, path)
         ex.route = match.template
         ex.a2a_route = match.rule is not None and match.rule.locator is Locator.A2A
-        token, query = extract_share_token(request, self.shares)
+        if self._from_trusted_agent(request, match):
+            _, query = extract_share_token(request, self.shares, frozenset())
+            ex.decision, ex.reason_id, ex.caller = AS_AGENT.outcome.value, AS_AGENT.reason_id, AGENT.label
+            return await self._forward(request, ex, match, AS_AGENT, AGENT, path, query, None)
+        token, query = extract_share_token(request, self.shares, self.query_carriers)
         caller = await self._caller(request, match, token)
         ex.caller = caller.label
         if match.action is Action.SHARE_API:
@@ -370,7 +391,7 @@ class Pipeline:
             decision=decision,
             caller=caller,
             credentials=self.credentials,
-            strip=self.strip,
+            strip=self.agent_strip if decision is AS_AGENT else self.strip,
             peer=peer,
             peer_is_proxy=self._is_proxy(peer),
             scheme=request.scheme,
@@ -401,8 +422,7 @@ class Pipeline:
             if card and upstream.status == 200 and is_json(content_type):
                 return await self._agent_card(request, ex, upstream, decision, path)
             if owner_hook and decision.outcome is Outcome.AS_CALLER:
-                raw = await upstream.content.read(self.max_learned_response)
-                replaced = await self._owner_hooks(match, caller, upstream.status, raw)
+                replaced = await self._owner_hooks(match, caller, upstream)
                 out = response_headers(upstream.headers, decision=decision, body_replaced=True)
                 out["X-Request-Id"] = ex.request_id
                 return web.Response(
@@ -424,7 +444,8 @@ class Pipeline:
                 on_chunk = self._sse_learner()
             elif learn and is_json(content_type):
                 on_chunk = self._json_collector(buffered)
-            response = await relay(request, upstream, out, self.streams, on_chunk)
+            share = decision.share if decision.shared else None
+            response = await relay(request, upstream, out, self.live, share, on_chunk)
             if buffered:
                 await self.bindings.learn(a2a.bindings_in_json(b"".join(buffered)))
             return response
@@ -462,21 +483,51 @@ class Pipeline:
                 )
         return body
 
-    async def _owner_hooks(self, match: RouteMatch, caller: Caller, status: int, raw: bytes) -> bytes:
-        """After a 2xx answer: record a new session's owner (``record_owner``), or keep only
-        the caller's sessions in a listing (``filter_owned``). Returns the body to send."""
-        if self.owners is None or not 200 <= status < 300 or caller.user_id is None:
-            return raw
+    async def _owner_hooks(self, match: RouteMatch, caller: Caller, upstream: Any) -> bytes:
+        """Read an upstream answer whole and apply the owner hooks; returns the body to send.
+
+        After a 2xx answer, ``record_owner`` records the caller as the owner of
+        the session whose id the answer carries in the profile's
+        ``ownership.session_id_field`` (docker-agent: ``id``, in the answers of
+        ``POST /api/sessions`` and ``POST /api/sessions/{id}/fork``) before the
+        client sees the answer, so a follow-up request for the new session is
+        already the caller's; ``filter_owned`` keeps only the caller's sessions
+        in a listing. The answer is read to its end, never cut at a chunk
+        boundary; one over ``limits.max_learned_response`` bytes, or a listing
+        that is not a JSON list, is never relayed unrecorded or unfiltered:
+        ``GatewayError`` 502 (fail closed).
+        """
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in upstream.content.iter_any():
+            size += len(chunk)
+            if size > self.max_learned_response:
+                raise GatewayError(
+                    "upstream answer too large for the gateway to record or filter its sessions",
+                    reason_id="owner_answer_too_large",
+                    status=502,
+                )
+            parts.append(chunk)
+        raw = b"".join(parts)
+        status: int = upstream.status
+        if self.owners is None or not 200 <= status < 300 or caller.user_id is None or not raw:
+            return raw  # an error, an anonymous or trusted-agent caller, or a HEAD answer
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError):
-            return raw
-        if match.has_hook("record_owner") and isinstance(data, dict):
-            session_id = data.get(self.profile.owner_from or "id")
+            data = None
+        if match.has_hook("record_owner"):
+            session_id = data.get(self.profile.owner_from or "id") if isinstance(data, dict) else None
             if isinstance(session_id, str) and session_id:
                 await self.owners.record(session_id, caller.user_id)
             return raw
-        if match.has_hook("filter_owned") and isinstance(data, list):
+        if match.has_hook("filter_owned"):
+            if not isinstance(data, list):
+                raise GatewayError(
+                    "upstream session listing has an unexpected shape",
+                    reason_id="owner_listing_unparsable",
+                    status=502,
+                )
             ids = [item["id"] for item in data if isinstance(item, dict) and isinstance(item.get("id"), str)]
             owners = await self.owners.owners_of(ids)
             mine = [
@@ -492,6 +543,21 @@ class Pipeline:
         if not self.session_id.match(value):
             raise BadRequest("session or task id has an invalid format", reason_id="session_id_invalid")
         return value
+
+    def _from_trusted_agent(self, request: web.Request, match: RouteMatch) -> bool:
+        """Is this the upstream's own agent calling it (TCP peer in ``trusted_agents``)?
+
+        kagent's agents call the controller naming the user in ``?user_id=``
+        and ``X-Agent-Name`` (kagent ``go/core/internal/httpserver/auth/authn.go``,
+        ``proxy_authn.go``); from these peers the identity carriers pass
+        untouched and no share token applies. The gateway's own share API is
+        never reached this way. Default: no peer is a trusted agent.
+        """
+        return (
+            bool(self.trusted_agents)
+            and match.action is not Action.SHARE_API
+            and in_networks(peer_address(request), self.trusted_agents)
+        )
 
     def _is_proxy(self, peer: str | None) -> bool:
         """Is the TCP peer a trusted proxy? (memoised per address; bounded)"""

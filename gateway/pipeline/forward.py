@@ -12,41 +12,15 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.errors import PayloadTooLarge, UpstreamTimeout, UpstreamUnreachable
+from gateway.models import Share
 from gateway.observe import metrics
+from gateway.pipeline.live import LiveConnections
 
 CHUNK = 64 * 1024
 
 
 class StreamAborted(Exception):
     """The upstream failed after the response started; the client connection is cut."""
-
-
-class OpenStreams:
-    """The streaming responses being relayed, so a draining gateway can end them cleanly.
-
-    ``end_all()`` (on SIGTERM) closes each stream's upstream response; its relay
-    then finishes the client response with a proper end of stream (the last
-    chunk of a chunked body), so SSE clients see a clean close and reconnect
-    to another replica, instead of waiting out the grace period to be cut.
-    """
-
-    def __init__(self) -> None:
-        self._open: set[aiohttp.ClientResponse] = set()
-        self.draining = False
-
-    def __len__(self) -> int:
-        return len(self._open)
-
-    def add(self, upstream: aiohttp.ClientResponse) -> None:
-        self._open.add(upstream)
-
-    def discard(self, upstream: aiohttp.ClientResponse) -> None:
-        self._open.discard(upstream)
-
-    def end_all(self) -> None:
-        self.draining = True
-        for upstream in list(self._open):
-            upstream.close()
 
 
 class Forwarder:
@@ -137,45 +111,45 @@ async def relay(
     request: web.Request,
     upstream: aiohttp.ClientResponse,
     headers: CIMultiDict[str],
-    streams: OpenStreams,
+    live: LiveConnections,
+    share: Share | None,
     on_chunk: Callable[[bytes], Awaitable[None]] | None = None,
 ) -> web.StreamResponse:
     """Relay the upstream body to the client as it arrives, without buffering.
 
     ``on_chunk`` sees every chunk (for learning task bindings from SSE).
-    Responses without ``Content-Length`` are streams: registered in ``streams``
-    so a drain can end them cleanly. If the upstream fails mid-body, raises
-    ``StreamAborted`` after the client's connection is closed (the status line
-    is already sent and cannot change).
+    Responses without ``Content-Length`` are streams: registered in ``live``
+    under ``share`` (the share the request was served through, if any), so
+    revocation, expiry and drain end them with a clean end of stream (the last
+    chunk of a chunked body: SSE clients see the stream close, not an error).
+    If the upstream fails mid-body, raises ``StreamAborted`` after the
+    client's connection is closed (the status line is already sent).
     """
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     streaming = "Content-Length" not in headers
     await response.prepare(request)
-    if streaming:
-        metrics.OPEN_STREAMS.inc()
-        streams.add(upstream)
+    handle = live.open(lambda _reason: upstream.close(), share) if streaming else None
     try:
         if request.method != "HEAD":
             try:
                 async for chunk in upstream.content.iter_any():
+                    if handle is not None and handle.ended is not None:
+                        break
                     if on_chunk is not None:
                         await on_chunk(chunk)
                     await response.write(chunk)
-                    if streams.draining and streaming:
-                        break
             except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
                 if isinstance(exc, aiohttp.ClientConnectionResetError | ConnectionResetError):
                     raise  # the client went away: nothing left to tell anyone
-                if not (streams.draining and streaming):
+                if handle is None or handle.ended is None:
                     metrics.child(metrics.UPSTREAM_ERRORS, "stream_aborted").inc()
                     if request.transport is not None:
                         request.transport.close()
                     raise StreamAborted(type(exc).__name__) from exc
         await response.write_eof()
     finally:
-        if streaming:
-            metrics.OPEN_STREAMS.dec()
-            streams.discard(upstream)
+        if handle is not None:
+            live.close(handle)
     return response
 
 
@@ -218,4 +192,4 @@ def is_sse(content_type: str) -> bool:
     return _media_type(content_type) == "text/event-stream"
 
 
-__all__ = ["Forwarder", "OpenStreams", "StreamAborted", "capped", "is_json", "is_sse", "read_capped", "relay"]
+__all__ = ["Forwarder", "StreamAborted", "capped", "is_json", "is_sse", "read_capped", "relay"]

@@ -90,25 +90,44 @@ def _single(headers: CIMultiDictProxy[str], name: str) -> str | None:
     return values[0] if values else None
 
 
-def extract_share_token(request: web.Request, shares: SharesSettings) -> tuple[str | None, str]:
+def query_key(name: str) -> str:
+    """A query parameter name as compared with identity carriers: percent-decoded
+    (``+`` is a space), lower case. ``user%5Fid`` and ``USER_ID`` are ``user_id``."""
+    return unquote_plus(name).lower()
+
+
+def _names_carrier(part: str, carriers: frozenset[str]) -> bool:
+    """Does one ``&``-separated query part name an identity carrier? A part is also
+    read as ``;``-separated pairs, as servers that split on ``;`` would read it."""
+    return any(query_key(pair.partition("=")[0]) in carriers for pair in part.split(";"))
+
+
+def extract_share_token(
+    request: web.Request, shares: SharesSettings, carriers: frozenset[str]
+) -> tuple[str | None, str]:
     """Return ``(token, query)`` where ``query`` is the raw query string to forward.
 
     The token comes from ``X-Share-Token`` or, when ``shares.allow_query_param``
     is on, the ``share`` query parameter (browser ``EventSource`` cannot send
     headers); that parameter is removed from the forwarded query. Two differing
-    tokens, or repeated ones, are a 400.
+    tokens, or repeated ones, are a 400. Every parameter named in ``carriers``
+    (the profile's identity query parameters, keys as ``query_key`` gives them)
+    is removed, every duplicate and spelling of it (DESIGN.md "Identity
+    carriers are profile data"; kagent's unsecure mode reads ``?user_id=``
+    before ``X-User-Id``). The rest of the query is forwarded byte for byte.
     """
     token = _single(request.headers, SHARE_TOKEN_HEADER)
     raw_query = request.rel_url.raw_query_string
-    if not shares.allow_query_param or not raw_query:
+    share_param = shares.query_param if shares.allow_query_param else None
+    if not raw_query or (share_param is None and not carriers):
         return (token or None), raw_query
     kept: list[str] = []
     found: list[str] = []
     for part in raw_query.split("&"):
         name, _, value = part.partition("=")
-        if unquote_plus(name) == shares.query_param:
+        if share_param is not None and unquote_plus(name) == share_param:
             found.append(unquote_plus(value))
-        else:
+        elif not carriers or not _names_carrier(part, carriers):
             kept.append(part)
     if len(found) > 1 or (found and token is not None and found[0] != token):
         raise BadRequest("more than one share token", reason_id="share_token_ambiguous")

@@ -36,6 +36,11 @@ class Profile:
     upstream_auth_mode: str
     share_url: str | None
     owner_from: str | None  # JSON field of a create-session response holding the new session id
+    # Identity carriers (DESIGN.md): every header and query parameter the upstream
+    # reads a user from; removed from client requests (names as written; the
+    # pipeline compares them as ``identify.normalise_header_name`` / ``query_key`` do).
+    carrier_headers: frozenset[str] = frozenset()
+    carrier_query: frozenset[str] = frozenset()
 
 
 def _rule(index: int, raw: Any, problems: list[str]) -> RouteRule | None:
@@ -87,6 +92,9 @@ def parse(data: Any) -> Profile:
     mode = ownership.get("mode", "gateway-recorded")
     if mode not in OWNERSHIP_MODES:
         problems.append(f"ownership.mode: must be one of {sorted(OWNERSHIP_MODES)}")
+    carriers = data.get("identity_carriers") or {}
+    carrier_headers = _names(carriers, "headers", problems)
+    carrier_query = _names(carriers, "query", problems)
     if problems:
         raise ProfileError(problems)
     return Profile(
@@ -99,7 +107,21 @@ def parse(data: Any) -> Profile:
         upstream_auth_mode=str(upstream_auth.get("mode", "header")),
         share_url=data.get("share_url"),
         owner_from=ownership.get("session_id_field"),
+        carrier_headers=frozenset(carrier_headers),
+        carrier_query=frozenset(carrier_query),
     )
+
+
+def _names(carriers: Any, key: str, problems: list[str]) -> list[str]:
+    """``identity_carriers.<key>``: a list of non-empty names."""
+    if not isinstance(carriers, dict):
+        problems.append("identity_carriers: must be a mapping with headers and query lists")
+        return []
+    names = carriers.get(key) or []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        problems.append(f"identity_carriers.{key}: must be a list of names")
+        return []
+    return [n.strip() for n in names]
 
 
 def load(name_or_path: str) -> Profile:

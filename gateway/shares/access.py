@@ -9,6 +9,7 @@ import time
 from gateway.observe import metrics
 from gateway.observe.logging import get_logger
 from gateway.shares.store import AccessRow, ShareStore, StoreError
+from gateway.tasks import Background, uncancelled
 
 log = get_logger("gateway.access")
 
@@ -24,17 +25,30 @@ class AccessRecorder:
     distinct pairs are held; accesses for new pairs beyond that are dropped and
     counted (``share_gateway_access_records_total{result="dropped"}``).
     ``close()`` stops the loop and flushes what is left.
+
+    Cancellation-safe (DESIGN.md "Cancellation-safe"): every batch is written
+    by a task tracked by ``background`` (optional; the recorder keeps its own
+    otherwise), which ``flush()`` waits for with ``tasks.uncancelled``. A
+    cancelled ``flush()`` or ``close()`` thus never abandons a write half-way:
+    each row ends up written exactly once, or back in the pending rows.
     """
 
     def __init__(
-        self, store: ShareStore, *, flush_interval: float, max_pending: int, batch_size: int
+        self,
+        store: ShareStore,
+        *,
+        flush_interval: float,
+        max_pending: int,
+        batch_size: int,
+        background: Background | None = None,
     ) -> None:
         self._store = store
         self._interval = flush_interval
         self._max = max_pending
         self._batch = batch_size
         self._pending: dict[tuple[str, str], list[float]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = background if background is not None else Background("access")
+        self._task: asyncio.Task[None] | None = None  # the writer loop
         self._wake = asyncio.Event()
         self._closing = False
         self._flushing = asyncio.Lock()  # one flush at a time: a returning flush means "all written"
@@ -76,7 +90,13 @@ class AccessRecorder:
                 row[2] += r.access_count
 
     async def flush(self) -> None:
-        """Write every row recorded before the call; on failure keep them and raise ``StoreError``."""
+        """Write every row recorded before the call; on failure keep them and raise ``StoreError``.
+
+        If the flush is cancelled, the batch being written still completes and
+        is counted by its outcome (``written``, or put back when it failed),
+        the batches not yet started are put back, and then ``CancelledError``
+        is raised: no row is lost or written twice.
+        """
         async with self._flushing:
             await self._flush()
 
@@ -85,17 +105,31 @@ class AccessRecorder:
             return
         taken, self._pending = self._pending, {}
         rows = [AccessRow(s, u, v[0], v[1], int(v[2])) for (s, u), v in taken.items()]
-        for start in range(0, len(rows), self._batch):
-            batch = rows[start : start + self._batch]
-            try:
-                await self._store.record_access(batch)
-            except StoreError:
-                self._merge_back(rows[start:])
-                metrics.child(metrics.ACCESS_RECORDS, "retried").inc(len(rows) - start)
-                metrics.ACCESS_QUEUE_DEPTH.set(len(self._pending))
-                raise
-            metrics.child(metrics.ACCESS_RECORDS, "written").inc(len(batch))
-        metrics.ACCESS_QUEUE_DEPTH.set(len(self._pending))
+        start = 0  # rows before it are written
+        try:
+            while start < len(rows):
+                batch = rows[start : start + self._batch]
+                write = self._tasks.spawn(
+                    self._store.record_access(batch), name="access-write", expected=(StoreError,)
+                )
+                try:
+                    await uncancelled(write)
+                except asyncio.CancelledError:
+                    if not write.cancelled() and write.exception() is None:
+                        metrics.child(metrics.ACCESS_RECORDS, "written").inc(len(batch))
+                        start += len(batch)  # written before the cancellation reached the flush
+                    raise
+                metrics.child(metrics.ACCESS_RECORDS, "written").inc(len(batch))
+                start += len(batch)
+        except StoreError:
+            self._merge_back(rows[start:])
+            metrics.child(metrics.ACCESS_RECORDS, "retried").inc(len(rows) - start)
+            raise
+        except BaseException:
+            self._merge_back(rows[start:])  # cancelled: the next flush writes them
+            raise
+        finally:
+            metrics.ACCESS_QUEUE_DEPTH.set(len(self._pending))
 
     async def _run(self) -> None:
         delay = self._interval
@@ -112,14 +146,22 @@ class AccessRecorder:
     def start(self) -> None:
         """Start the background writer (idempotent)."""
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="access-writer")
+            self._task = self._tasks.spawn(self._run(), name="access-writer")
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Stop the writer and flush what is left, retrying until ``timeout`` seconds pass."""
+        """Stop the writer and flush what is left, retrying until ``timeout`` seconds pass.
+
+        Rows still unwritten then are dropped, logged (``access_records_lost``)
+        and counted. Runs in a tracked task: a cancelled ``close()`` still
+        finishes (within ``timeout``) before its ``CancelledError`` is raised.
+        """
+        await uncancelled(self._tasks.spawn(self._close(timeout), name="access-close"))
+
+    async def _close(self, timeout: float) -> None:
         self._closing = True
         self._wake.set()
         if self._task is not None:
-            await self._task
+            await uncancelled(self._task)
             self._task = None
         deadline = time.monotonic() + timeout
         while self._pending:
@@ -132,5 +174,6 @@ class AccessRecorder:
                         sum(int(v[2]) for v in self._pending.values())
                     )
                     self._pending.clear()
+                    metrics.ACCESS_QUEUE_DEPTH.set(0)
                     return
                 await asyncio.sleep(0.2)

@@ -17,6 +17,7 @@ from gateway.profiles import Profile
 from gateway.shares import tokens
 from gateway.shares.cache import ShareCache
 from gateway.shares.store import ShareStore, ShareSummary, StoreError
+from gateway.tasks import Background, uncancelled
 
 MAX_LABEL = 200
 MAX_BODY = 16 * 1024
@@ -131,6 +132,10 @@ class ShareApi:
         self._owners: TTLCache[tuple[str, str], bool] = TTLCache(
             maxsize=10_000, ttl=max(ownership_ttl, 0.001)
         )
+        # Creating and revoking run to completion even if the owner's client goes
+        # away mid-way: a revocation stored but never published would leave
+        # other replicas serving the share (DESIGN.md "Cancellation-safe").
+        self.background = Background("share-api")
 
     async def _require_owner(self, session_id: str, user_id: str) -> None:
         key = (session_id, user_id)
@@ -156,7 +161,7 @@ class ShareApi:
                 summaries = await self._store.list_shares(session_id, caller.user_id)
                 return envelope([_summary_json(s) for s in summaries])
             assert share_ref is not None
-            return await self._revoke(session_id, caller.user_id, share_ref)
+            return await self.handle_revoke(session_id, caller.user_id, share_ref)
         except StoreError as exc:
             raise DependencyUnavailable() from exc
 
@@ -174,8 +179,8 @@ class ShareApi:
             created_at=now,
             expires_at=None if expires_in is None else now + expires_in,
         )
-        await self._store.create_share(share, minted.hash)
-        await self._cache.forget(minted.hash)  # a guess of this token may be cached negatively
+        await uncancelled(self.background.spawn(
+            self._record_share(share, minted.hash), name="create-share", expected=(StoreError,)))
         data = {**share_json(share), "token": minted.value}
         if self._public_url and self._profile.share_url:
             data["url"] = self._profile.share_url.format(
@@ -183,7 +188,22 @@ class ShareApi:
             )
         return envelope(data, "share created", status=201)
 
-    async def _revoke(self, session_id: str, owner_id: str, ref: str) -> web.Response:
+    async def _record_share(self, share: Share, digest: str) -> None:
+        """Store a new share and drop any negative cache entry a guess of its token left."""
+        await self._store.create_share(share, digest)
+        await self._cache.forget(digest)
+
+    async def _revoke_everywhere(self, share: Share, digest: str | None) -> None:
+        """Revoke in the store, then evict the share and end its live connections on every replica."""
+        if share.revoked_at is None:
+            await self._store.revoke(share.id, time.time())
+        if digest is not None:
+            await self._cache.revoked(digest, share.id)
+        elif self._cache.live is not None:
+            self._cache.live.end_share(share.id)
+
+    async def handle_revoke(self, session_id: str, owner_id: str, ref: str) -> web.Response:
+        """Revoke the owner's share ``ref`` (share id or token) of ``session_id``; 404 if none."""
         if ref.startswith("sh_"):
             share = await self._store.share_by_id(ref)
             digest = await self._store.token_hash_of(ref) if share else None
@@ -194,8 +214,6 @@ class ShareApi:
             share, digest = None, None
         if share is None or share.session_id != session_id or share.owner_id != owner_id:
             raise NotFound("share not found", reason_id="share_api_unknown_share")
-        if share.revoked_at is None:
-            await self._store.revoke(share.id, time.time())
-        if digest is not None:
-            await self._cache.revoked(digest)
+        await uncancelled(self.background.spawn(
+            self._revoke_everywhere(share, digest), name="revoke-share", expected=(StoreError,)))
         return envelope({"id": share.id, "revoked": True}, "share revoked")

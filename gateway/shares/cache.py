@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache, TLRUCache
 
@@ -13,6 +14,10 @@ from gateway.models import Share
 from gateway.observe import metrics
 from gateway.shares.shared_state import REDIS_ERRORS, SharedState
 from gateway.shares.store import ShareStore, StoreError
+from gateway.tasks import Background, being_cancelled, uncancelled
+
+if TYPE_CHECKING:
+    from gateway.pipeline.live import LiveConnections
 
 _MISSING = object()
 
@@ -26,7 +31,12 @@ class ShareCache:
     2. Redis (``shared``, optional): the same entries for every replica, kept
        ``redis_ttl`` seconds (capped at expiry); a failure trips its circuit
        breaker and the lookup goes on to the store;
-    3. the store of record. Concurrent misses for one hash share one query.
+    3. the store of record. Concurrent misses for one hash share one query:
+       the load runs in a task tracked by ``background`` (optional; the cache
+       keeps its own otherwise) that fills tier 1 itself, and every request
+       waits for it with ``tasks.uncancelled``, so a waiter whose client
+       disconnects never cuts the load short for the others (DESIGN.md
+       "Cancellation-safe").
 
     Revocation evicts tier 1 here, deletes tier 2 and publishes the hash so
     every replica evicts its tier 1 (``SharedState.listen``). Store failure with
@@ -43,7 +53,10 @@ class ShareCache:
         size: int,
         shared: SharedState | None = None,
         redis_ttl: float = 60.0,
+        live: LiveConnections | None = None,
+        background: Background | None = None,
     ) -> None:
+        self.live = live  # live connections to end when a share is revoked
         self._store = store
         self._ttl = ttl
         self._negative_ttl = negative_ttl
@@ -52,7 +65,8 @@ class ShareCache:
         self._l1: TLRUCache[str, Share | None] = TLRUCache(
             maxsize=size, ttu=self._time_to_use, timer=time.monotonic
         )
-        self._inflight: dict[str, asyncio.Future[Share | None]] = {}
+        self._inflight: dict[str, asyncio.Task[Share | None]] = {}
+        self._loads = background if background is not None else Background("share-cache")
 
     def _lifetime(self, share: Share | None, ttl: float) -> float:
         if share is None:
@@ -65,28 +79,51 @@ class ShareCache:
         return now + self._lifetime(value, self._ttl)
 
     async def lookup(self, token_hash: str) -> Share | None:
-        """The share for ``token_hash`` (possibly revoked/expired: the caller checks), or ``None``."""
+        """The share for ``token_hash`` (possibly revoked/expired: the caller checks), or ``None``.
+
+        Raises ``DependencyUnavailable`` when no tier can answer (the store
+        failed, or the load was cancelled by a shutdown drain). Concurrent
+        calls for one hash share one load (single flight); each caller gets
+        its answer even if another caller, the first included, is cancelled
+        meanwhile. A cancelled caller waits for the load to finish, then
+        raises its ``CancelledError``.
+        """
         found: Any = self._l1.get(token_hash, _MISSING)
         if found is not _MISSING:
             metrics.child(metrics.SHARE_LOOKUPS, "l1", "negative" if found is None else "hit").inc()
             return found  # type: ignore[no-any-return]
         metrics.child(metrics.SHARE_LOOKUPS, "l1", "miss").inc()
-        pending = self._inflight.get(token_hash)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Share | None] = asyncio.get_running_loop().create_future()
-        self._inflight[token_hash] = future
+        load = self._inflight.get(token_hash)
+        if load is None:
+            load = self._loads.spawn(
+                self._fill(token_hash), name="share-lookup", expected=(DependencyUnavailable,)
+            )
+            self._inflight[token_hash] = load
+            load.add_done_callback(functools.partial(self._landed, token_hash))
+        try:
+            return await uncancelled(load)
+        except DependencyUnavailable as exc:
+            raise DependencyUnavailable() from exc.__cause__  # one instance per waiter
+        except asyncio.CancelledError:
+            if load.cancelled() and not being_cancelled():
+                raise DependencyUnavailable() from None  # the load was drained, not this request
+            raise
+
+    def _landed(self, token_hash: str, load: asyncio.Task[Share | None]) -> None:
+        """A load finished (or was cancelled before it ran): no longer in flight."""
+        if self._inflight.get(token_hash) is load:
+            del self._inflight[token_hash]
+
+    async def _fill(self, token_hash: str) -> Share | None:
+        """The single-flight load: look the hash up, fill tier 1, leave ``_inflight``."""
         try:
             share = await self._load(token_hash)
-        except DependencyUnavailable as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: each waiter re-raises it itself
-            raise
+            self._l1[token_hash] = share
+            return share
         finally:
-            del self._inflight[token_hash]
-        self._l1[token_hash] = share
-        future.set_result(share)
-        return share
+            load = asyncio.current_task()
+            if load is not None and self._inflight.get(token_hash) is load:
+                del self._inflight[token_hash]
 
     async def _load(self, token_hash: str) -> Share | None:
         shared = self._shared
@@ -145,11 +182,18 @@ class ShareCache:
             except REDIS_ERRORS:
                 self._shared.breaker.failure()
 
-    async def revoked(self, token_hash: str) -> None:
-        """A share was revoked in the store: evict it on every replica."""
-        self.evict(token_hash)
+    async def revoked(self, token_hash: str, share_id: str) -> None:
+        """A share was revoked in the store: evict it and end its live connections, here
+        at once and on every replica through the Redis revocation channel."""
+        self.on_revoked(token_hash, share_id)
         if self._shared is not None:
-            await self._shared.revoke(token_hash)
+            await self._shared.revoke(token_hash, share_id)
+
+    def on_revoked(self, token_hash: str, share_id: str | None) -> None:
+        """One revocation, from this replica or a message of any replica (no I/O)."""
+        self.evict(token_hash)
+        if share_id is not None and self.live is not None:
+            self.live.end_share(share_id)
 
 
 class TaskBindings:

@@ -21,6 +21,7 @@ from cachetools import TTLCache
 from gateway.errors import GatewayError
 from gateway.models import Caller
 from gateway.shares.shared_state import REDIS_ERRORS, SharedState
+from gateway.tasks import Background, uncancelled
 
 
 class TooManyGuesses(GatewayError):
@@ -39,9 +40,23 @@ def guesser(caller: Caller, peer: str | None) -> str:
 
 
 class GuessLimiter:
-    """Fixed-window failure counters; ``limit`` 0 disables the limiter."""
+    """Fixed-window failure counters; ``limit`` 0 disables the limiter.
 
-    def __init__(self, *, limit: int, window: float, shared: SharedState | None = None) -> None:
+    A failure is counted in-process and in Redis; the Redis increment runs in
+    a task tracked by ``background`` (optional) that ``failure()`` waits for
+    with ``tasks.uncancelled``, so a guesser who disconnects mid-request is
+    still counted on every replica (DESIGN.md "Cancellation-safe").
+    """
+
+    def __init__(
+        self,
+        *,
+        limit: int,
+        window: float,
+        shared: SharedState | None = None,
+        background: Background | None = None,
+    ) -> None:
+        self._tasks = background if background is not None else Background("guesses")
         self._limit = limit
         self._window = window
         self._shared = shared
@@ -82,7 +97,10 @@ class GuessLimiter:
         self._local[key] = (count + 1, started)
         shared = self._shared
         if shared is not None and shared.breaker.closed:
-            try:
-                await shared.add_guess_failure(key, self._window)
-            except REDIS_ERRORS:
-                shared.breaker.failure()
+            await uncancelled(self._tasks.spawn(self._count_shared(shared, key), name="guess-failure"))
+
+    async def _count_shared(self, shared: SharedState, key: str) -> None:
+        try:
+            await shared.add_guess_failure(key, self._window)
+        except REDIS_ERRORS:
+            shared.breaker.failure()

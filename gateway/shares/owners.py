@@ -9,6 +9,7 @@ from cachetools import TTLCache
 from gateway.errors import DependencyUnavailable
 from gateway.shares.shared_state import REDIS_ERRORS, SharedState
 from gateway.shares.store import ShareStore, StoreError
+from gateway.tasks import Background, uncancelled
 
 
 class OwnerDirectory:
@@ -18,12 +19,22 @@ class OwnerDirectory:
     in-process for ``ttl`` seconds. A session without a record belongs to
     ``default_owner`` (a single operator's sessions from before the gateway),
     or to nobody. Store failures raise ``DependencyUnavailable`` (503): never
-    guess an owner.
+    guess an owner. ``record()`` runs to completion in a task tracked by
+    ``background`` (optional) even if its caller is cancelled (DESIGN.md
+    "Cancellation-safe"): once the upstream created a session, its owner is
+    written to the store, this replica's cache and Redis together.
     """
 
     def __init__(
-        self, store: ShareStore, *, default_owner: str | None, shared: SharedState | None, ttl: float = 60
+        self,
+        store: ShareStore,
+        *,
+        default_owner: str | None,
+        shared: SharedState | None,
+        ttl: float = 60,
+        background: Background | None = None,
     ) -> None:
+        self._tasks = background if background is not None else Background("owners")
         self._store = store
         self._default = default_owner
         self._shared = shared
@@ -63,7 +74,17 @@ class OwnerDirectory:
         return user_id is not None and await self.owner_of(session_id) == user_id
 
     async def record(self, session_id: str, owner: str) -> None:
-        """Record the creator of a new session (the first record wins)."""
+        """Record the creator of a new session (the first record wins).
+
+        Raises ``DependencyUnavailable`` if the store cannot take it. A
+        cancelled caller waits for the record to complete, then is cancelled.
+        """
+        write = self._tasks.spawn(
+            self._record(session_id, owner), name="record-owner", expected=(DependencyUnavailable,)
+        )
+        await uncancelled(write)
+
+    async def _record(self, session_id: str, owner: str) -> None:
         try:
             await self._store.set_session_owner(session_id, owner, time.time())
             owner = await self._store.session_owner(session_id) or owner

@@ -5,8 +5,9 @@ share as JSON (``null`` for an unknown hash), TTL capped at the share's expiry;
 ``{prefix}:task:{task_id}`` → context id; ``{prefix}:owner:{session_id}`` → the
 owner the gateway recorded; ``{prefix}:guesses:{user:…|addr:…}`` →
 invalid-token count in the current window. Revocations are published on
-``{prefix}:revocations`` with the token hash as the message. Tokens themselves
-never reach Redis.
+``{prefix}:revocations`` as ``"<token hash> <share id>"`` (every replica evicts
+the hash and ends the live connections opened through the share). Tokens
+themselves never reach Redis.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class SharedState:
         self._owner = f"{prefix}:owner:"
         self.channel = f"{prefix}:revocations"
         self._binding_ttl = binding_ttl
-        self._pending: set[str] = set()  # revocations not yet fanned out (Redis was down)
+        self._pending: dict[str, str] = {}  # token hash → share id: revocations not yet fanned out
 
     async def get_share(self, token_hash: str) -> tuple[bool, Share | None]:
         """``(found, share)``: ``found`` is False on a miss; ``share`` None for a negative entry."""
@@ -133,18 +134,19 @@ class SharedState:
         if ttl > 0:
             await self.client.set(self._share + token_hash, _share_to_json(share), px=int(ttl * 1000))
 
-    async def revoke(self, token_hash: str) -> None:
-        """Delete the cached share and tell every replica to evict it. Never raises:
-        a revocation Redis cannot take now is retried by the listener loop."""
-        self._pending.add(token_hash)
+    async def revoke(self, token_hash: str, share_id: str) -> None:
+        """Delete the cached share and tell every replica to evict it and end its live
+        connections. Never raises: a revocation Redis cannot take now is retried by
+        the listener loop."""
+        self._pending[token_hash] = share_id
         with contextlib.suppress(*REDIS_ERRORS):
             await self._flush_pending()
 
     async def _flush_pending(self) -> None:
-        for token_hash in list(self._pending):
+        for token_hash, share_id in list(self._pending.items()):
             await self.client.delete(self._share + token_hash)
-            await self.client.publish(self.channel, token_hash)
-            self._pending.discard(token_hash)
+            await self.client.publish(self.channel, f"{token_hash} {share_id}")
+            self._pending.pop(token_hash, None)
 
     async def drop_share(self, token_hash: str) -> None:
         await self.client.delete(self._share + token_hash)
@@ -188,13 +190,18 @@ class SharedState:
             return False
 
     async def listen(
-        self, evict: Callable[[str], None], resync: Callable[[], None], ready: asyncio.Event | None = None
+        self,
+        revoked: Callable[[str, str | None], None],
+        resync: Callable[[], None],
+        ready: asyncio.Event | None = None,
     ) -> None:
-        """Evict revoked shares as their messages arrive, until cancelled.
+        """Call ``revoked(token_hash, share_id)`` as revocation messages arrive, until cancelled.
 
-        Whenever the subscription is (re-)established the in-process cache is
-        cleared (``resync``): revocations sent while it was down were missed.
-        Pending revocations of this replica are fanned out then, too.
+        ``share_id`` is ``None`` for a message that carries only a hash (an
+        older replica). Whenever the subscription is (re-)established,
+        ``resync`` runs: revocations sent while it was down were missed (the
+        caller clears its cache and re-checks its live connections). Pending
+        revocations of this replica are fanned out then, too.
         """
         delay = 0.1
         while True:
@@ -210,7 +217,9 @@ class SharedState:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                     if message is not None and message["type"] == "message":
                         data = message["data"]
-                        evict(data.decode() if isinstance(data, bytes) else str(data))
+                        text = data.decode() if isinstance(data, bytes) else str(data)
+                        token_hash, _, share_id = text.partition(" ")
+                        revoked(token_hash, share_id or None)
             except REDIS_ERRORS as exc:
                 log.warning("revocation_subscription_lost", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)

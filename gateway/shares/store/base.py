@@ -34,7 +34,13 @@ class ShareSummary:
 
 
 class ShareStore(abc.ABC):
-    """Store of record. Every method raises ``StoreError`` when the store cannot answer."""
+    """Store of record. Every method raises ``StoreError`` when the store cannot answer.
+
+    Every method is cancellation-safe (DESIGN.md "Cancellation-safe"): a caller
+    cancelled at any ``await`` (a client disconnected) never leaves a
+    connection inside a transaction; the work commits or rolls back whole
+    before the caller's ``CancelledError`` is raised.
+    """
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -42,7 +48,7 @@ class ShareStore(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Release connections."""
+        """Wait (bounded) for operations in flight, then release connections."""
 
     @abc.abstractmethod
     async def migrate(self) -> list[int]:

@@ -31,9 +31,15 @@ class _PgTx(Tx):
 
 
 class PostgresStore(SqlStore):
-    """PostgreSQL store for ``postgresql://user:pass@host:port/db`` (pool of 1 to 10, 5 s timeouts)."""
+    """PostgreSQL store for ``postgresql://user:pass@host:port/db`` (pool of 1 to 10, 5 s timeouts).
+
+    Operations are cancellation-safe (see ``SqlStore``): a transaction is never
+    abandoned by a cancelled caller, so no pooled connection goes back to the
+    pool mid-transaction or mid-query.
+    """
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        super().__init__()
         self._url = url
         self._min = min_size
         self._max = max_size
@@ -51,10 +57,10 @@ class PostgresStore(SqlStore):
         except _DRIVER_ERRORS as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
 
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+    async def _disconnect(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
     @asynccontextmanager
     async def transaction(self, *, write: bool = False) -> AsyncIterator[Tx]:
@@ -67,13 +73,19 @@ class PostgresStore(SqlStore):
             raise StoreError(f"PostgreSQL store error: {exc}") from exc
 
     async def migrate(self) -> list[int]:
+        """Apply pending migrations under a session advisory lock (replicas starting
+        together migrate one at a time); lock, migration and unlock run as one
+        guarded operation, so a cancelled caller never leaves the lock held."""
+        return await self._guarded(self._locked_migrate(), "migrate")
+
+    async def _locked_migrate(self) -> list[int]:
         if self._pool is None:
             raise StoreError("store is not open")
         try:
             async with self._pool.acquire(timeout=5.0) as conn:
                 await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
                 try:
-                    return await super().migrate()
+                    return await self._transact(self._migrate, write=True)
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         except _DRIVER_ERRORS as exc:

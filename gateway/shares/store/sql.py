@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.models import Share
-from gateway.shares.store.base import AccessRow, ShareStore, ShareSummary
+from gateway.shares.store.base import AccessRow, ShareStore, ShareSummary, StoreError
 from gateway.shares.store.migrations import MIGRATIONS, VERSION_TABLE
+from gateway.tasks import Background, being_cancelled, uncancelled
+
+T = TypeVar("T")
 
 _SHARE_COLUMNS = (
     "id, session_id, owner_id, read_only, label, token_prefix, created_at, expires_at, revoked_at"
@@ -46,44 +50,105 @@ class Tx(abc.ABC):
 class SqlStore(ShareStore):
     """A ``ShareStore`` over any SQL driver that provides ``transaction()``.
 
+    Cancellation-safe (DESIGN.md "Cancellation-safe"): every operation runs its
+    whole transaction in a task tracked by the store (``_atomic``), and the
+    caller waits for it with ``tasks.uncancelled``. A caller cancelled at any
+    ``await`` (aiohttp cancels the handler of a client that disconnects)
+    therefore never interrupts a transaction between ``BEGIN`` and
+    ``COMMIT``: the work commits, or fails and rolls back, and only then does
+    the caller see its ``CancelledError``. ``close()`` waits up to
+    ``close_timeout`` seconds for operations in flight, then cancels the rest
+    (their transactions roll back) before the connections close.
+
     ``GREATEST``/``LEAST`` are spelled per dialect (SQLite's are ``max``/``min``).
     """
 
     greatest = "GREATEST"
     least = "LEAST"
+    close_timeout = 5.0  # seconds close() waits for operations in flight
+
+    def __init__(self) -> None:
+        self._operations = Background("store")
 
     @abc.abstractmethod
     def transaction(self, *, write: bool = False) -> AbstractAsyncContextManager[Tx]:
-        """A transaction; driver errors inside are raised as ``StoreError``."""
+        """A transaction; driver errors inside are raised as ``StoreError``.
+
+        Not cancellation-safe on its own: use it inside ``_atomic``/``_guarded``.
+        """
+
+    @abc.abstractmethod
+    async def _disconnect(self) -> None:
+        """Close the driver's connections (``close()`` first waits for operations in flight)."""
+
+    async def close(self) -> None:
+        """Wait (up to ``close_timeout`` s) for operations in flight, then release connections."""
+        await self._operations.drain(self.close_timeout)
+        await self._disconnect()
+
+    @property
+    def operations_in_flight(self) -> int:
+        """Operations whose transaction is still running (0 once the store is idle)."""
+        return len(self._operations)
+
+    async def _guarded(self, work: Coroutine[Any, Any, T], name: str) -> T:
+        """Run ``work`` in a tracked task and wait for it even if the caller is cancelled.
+
+        An operation cancelled by ``close()`` (it outlived ``close_timeout``)
+        raises ``StoreError`` in callers that were not cancelled themselves.
+        """
+        task = self._operations.spawn(work, name=name, expected=(StoreError,))
+        try:
+            return await uncancelled(task)
+        except asyncio.CancelledError:
+            if task.cancelled() and not being_cancelled():
+                raise StoreError(f"store closed while {name} was running") from None
+            raise
+
+    async def _transact(self, work: Callable[[Tx], Awaitable[T]], *, write: bool) -> T:
+        """``work(tx)`` inside one transaction (not guarded: call it from a guarded task)."""
+        async with self.transaction(write=write) as tx:
+            return await work(tx)
+
+    async def _atomic(self, name: str, work: Callable[[Tx], Awaitable[T]], *, write: bool = False) -> T:
+        """The one place operations run: ``work(tx)`` in one transaction, in a tracked task.
+
+        Returns what ``work`` returns; raises ``StoreError`` when the store
+        cannot answer. If the caller is cancelled, the transaction still
+        completes (or rolls back) before the caller's ``CancelledError`` is raised.
+        """
+        return await self._guarded(self._transact(work, write=write), name)
 
     async def _fetch(self, sql: str, *args: Any) -> list[Sequence[Any]]:
-        async with self.transaction() as tx:
-            return await tx.fetch(sql, *args)
+        return await self._atomic("fetch", lambda tx: tx.fetch(sql, *args))
 
     async def migrate(self) -> list[int]:
+        return await self._atomic("migrate", self._migrate, write=True)
+
+    async def _migrate(self, tx: Tx) -> list[int]:
         applied: list[int] = []
-        async with self.transaction(write=True) as tx:
-            await tx.execute(VERSION_TABLE)
-            done = {row[0] for row in await tx.fetch("SELECT version FROM share_gateway_schema")}
-            for version, statements in MIGRATIONS:
-                if version in done:
-                    continue
-                for statement in statements:
-                    await tx.execute(statement)
-                await tx.execute(
-                    "INSERT INTO share_gateway_schema (version, applied_at) VALUES ($1, $2)",
-                    version,
-                    time.time(),
-                )
-                applied.append(version)
+        await tx.execute(VERSION_TABLE)
+        done = {row[0] for row in await tx.fetch("SELECT version FROM share_gateway_schema")}
+        for version, statements in MIGRATIONS:
+            if version in done:
+                continue
+            for statement in statements:
+                await tx.execute(statement)
+            await tx.execute(
+                "INSERT INTO share_gateway_schema (version, applied_at) VALUES ($1, $2)",
+                version,
+                time.time(),
+            )
+            applied.append(version)
         return applied
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1")
 
     async def create_share(self, share: Share, token_hash: str) -> None:
-        async with self.transaction(write=True) as tx:
-            await tx.execute(
+        await self._atomic(
+            "create_share",
+            lambda tx: tx.execute(
                 "INSERT INTO shares (id, token_hash, token_prefix, session_id, owner_id,"
                 " read_only, label, created_at, expires_at, revoked_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -97,7 +162,9 @@ class SqlStore(ShareStore):
                 share.created_at,
                 share.expires_at,
                 share.revoked_at,
-            )
+            ),
+            write=True,
+        )
 
     async def share_by_token_hash(self, token_hash: str) -> Share | None:
         rows = await self._fetch(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE token_hash = $1", token_hash)
@@ -132,12 +199,15 @@ class SqlStore(ShareStore):
         ]
 
     async def revoke(self, share_id: str, at: float) -> bool:
-        async with self.transaction(write=True) as tx:
-            changed = await tx.execute(
+        changed = await self._atomic(
+            "revoke",
+            lambda tx: tx.execute(
                 "UPDATE shares SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
                 at,
                 share_id,
-            )
+            ),
+            write=True,
+        )
         return changed > 0
 
     async def record_access(self, rows: list[AccessRow]) -> None:
@@ -154,7 +224,8 @@ class SqlStore(ShareStore):
             " excluded.last_accessed_at),"
             " access_count = share_access.access_count + excluded.access_count"
         )
-        async with self.transaction(write=True) as tx:
+
+        async def upsert(tx: Tx) -> None:
             for r in rows:
                 await tx.execute(
                     sql,
@@ -165,19 +236,24 @@ class SqlStore(ShareStore):
                     r.access_count,
                 )
 
+        await self._atomic("record_access", upsert, write=True)
+
     async def session_owner(self, session_id: str) -> str | None:
         rows = await self._fetch("SELECT owner_id FROM session_owners WHERE session_id = $1", session_id)
         return str(rows[0][0]) if rows else None
 
     async def set_session_owner(self, session_id: str, owner_id: str, at: float) -> bool:
-        async with self.transaction(write=True) as tx:
-            changed = await tx.execute(
+        changed = await self._atomic(
+            "set_session_owner",
+            lambda tx: tx.execute(
                 "INSERT INTO session_owners (session_id, owner_id, created_at)"
                 " VALUES ($1, $2, $3) ON CONFLICT (session_id) DO NOTHING",
                 session_id,
                 owner_id,
                 at,
-            )
+            ),
+            write=True,
+        )
         return changed > 0
 
     async def session_owners(self, session_ids: list[str]) -> dict[str, str]:
@@ -192,11 +268,14 @@ class SqlStore(ShareStore):
         return owners
 
     async def reassign_session_owner(self, session_id: str, owner_id: str, at: float) -> None:
-        async with self.transaction(write=True) as tx:
-            await tx.execute(
+        await self._atomic(
+            "reassign_session_owner",
+            lambda tx: tx.execute(
                 "INSERT INTO session_owners (session_id, owner_id, created_at) VALUES ($1, $2, $3)"
                 " ON CONFLICT (session_id) DO UPDATE SET owner_id = excluded.owner_id",
                 session_id,
                 owner_id,
                 at,
-            )
+            ),
+            write=True,
+        )
