@@ -7,7 +7,7 @@ import contextlib
 import os
 import re
 import signal
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -33,6 +33,7 @@ from gateway.shares.guesses import GuessLimiter
 from gateway.shares.owners import OwnerDirectory
 from gateway.shares.shared_state import CircuitBreaker, SharedState, connect
 from gateway.shares.store import ShareStore, open_store
+from gateway.tasks import Background
 
 log = get_logger("gateway")
 
@@ -44,11 +45,7 @@ BINDINGS = web.AppKey("bindings", TaskBindings)
 RECORDER = web.AppKey("recorder", AccessRecorder)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 LIVE = web.AppKey("live", LiveConnections)
-
-
-def loop_task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-    """A long-running task of a ``cleanup_ctx`` resource, cancelled and awaited at its teardown."""
-    return asyncio.get_running_loop().create_task(coro, name=name)
+BACKGROUND = web.AppKey("background", Background)
 
 
 def upstream_credentials(settings: Settings, profile: Profile) -> UpstreamCredentials:
@@ -109,8 +106,9 @@ def create_app(
     """The main listener's application (proxy + share API).
 
     Start-up order (``cleanup_ctx``; torn down in reverse): store (opened and
-    migrated) → Redis (optional) → share cache (with Redis: the revocation
-    listener) → upstream client pool → access recorder → pipeline. So on
+    migrated) → Redis (optional) → background tasks → share cache and live
+    connections (the live-share check; with Redis, the revocation listener)
+    → upstream client pool → access recorder → pipeline. So on
     shutdown the pipeline goes first, then pending access records are flushed
     while the store is still open, then the pool and the store close.
     ``store`` may be injected (tests of fault handling). Raises ``ProfileError``
@@ -137,6 +135,13 @@ def create_app(
         yield
         await s.close()
 
+    async def background_ctx(app: web.Application) -> AsyncIterator[None]:
+        """Work that must finish even when its request is abandoned (single-flight lookups,
+        owner records, share creation and revocation): drained before Redis and the store close."""
+        app[BACKGROUND] = Background("gateway")
+        yield
+        await app[BACKGROUND].drain(settings.shutdown_grace)
+
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         """Redis (optional): the cache tier and task bindings every replica shares."""
         if settings.redis is None:
@@ -147,6 +152,7 @@ def create_app(
             connect(settings.redis, timeout=None),
             prefix=settings.redis_prefix,
             breaker=CircuitBreaker(settings.timeouts.redis_retry),
+            revoked_ttl=settings.shares.redis_ttl,  # as long as any cached entry of the share lives
         )
         if not await shared.ping():
             log.error("redis_unreachable_at_start", note="share lookups go to the store until it answers")
@@ -166,11 +172,12 @@ def create_app(
             shared=shared,
             redis_ttl=settings.shares.redis_ttl,
             live=live,
+            background=app[BACKGROUND],
         )
         app[CACHE] = cache
         app[BINDINGS] = TaskBindings(shared=shared)
         checker = LiveShareCheck(app[STORE], live, settings.shares.live_check_interval)
-        tasks = [loop_task(checker.run(), "live-share-check")]
+        tasks = [app[BACKGROUND].spawn(checker.run(), name="live-share-check")]
         if shared is not None:
 
             def resync() -> None:
@@ -179,7 +186,7 @@ def create_app(
 
             subscribed = asyncio.Event()
             listen = shared.listen(cache.on_revoked, resync, subscribed)
-            tasks.append(loop_task(listen, "revocation-listener"))
+            tasks.append(app[BACKGROUND].spawn(listen, name="revocation-listener"))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(subscribed.wait(), settings.timeouts.connect)
         yield
@@ -205,6 +212,7 @@ def create_app(
             flush_interval=settings.access.flush_interval,
             max_pending=settings.access.max_pending,
             batch_size=settings.access.batch_size,
+            background=app[BACKGROUND],
         )
         recorder.start()
         app[RECORDER] = recorder
@@ -215,7 +223,12 @@ def create_app(
         cache = app[CACHE]
         owners = None
         if profile.ownership_mode == "gateway-recorded":
-            owners = OwnerDirectory(app[STORE], default_owner=settings.default_owner, shared=app.get(SHARED))
+            owners = OwnerDirectory(
+                app[STORE],
+                default_owner=settings.default_owner,
+                shared=app.get(SHARED),
+                background=app[BACKGROUND],
+            )
         probe = ownership_probe(
             profile, app[FORWARDER], owners, settings.limits.max_learned_response, credentials
         )
@@ -239,6 +252,7 @@ def create_app(
                 public_url=settings.public_url,
                 max_expires_in=settings.shares.max_expires_in,
                 ownership_ttl=settings.shares.ownership_cache_ttl,
+                background=app[BACKGROUND],
             ),
             trusted_proxies=trusted,
             strip=strip_set(credentials, [*identifier.consumed_headers, *profile.carrier_headers]),
@@ -254,7 +268,9 @@ def create_app(
                 limit=settings.shares.guess_limit,
                 window=settings.shares.guess_window,
                 shared=app.get(SHARED),
+                background=app[BACKGROUND],
             ),
+            background=app[BACKGROUND],
             max_parsed_body=settings.limits.max_parsed_body,
             max_learned_response=settings.limits.max_learned_response,
             public_url=settings.public_url,
@@ -262,9 +278,10 @@ def create_app(
         health.ready = True
         yield
         health.ready = False
-        await app[PIPELINE].share_api.background.drain(settings.shutdown_grace)
 
-    app.cleanup_ctx.extend([store_ctx, redis_ctx, cache_ctx, forwarder_ctx, recorder_ctx, pipeline_ctx])
+    app.cleanup_ctx.extend(
+        [store_ctx, redis_ctx, background_ctx, cache_ctx, forwarder_ctx, recorder_ctx, pipeline_ctx]
+    )
 
     async def handle(request: web.Request) -> web.StreamResponse:
         return await request.app[PIPELINE].handle(request)

@@ -404,7 +404,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     write = terminalreporter.write_line
     write("")
-    write(f"{'fault scenario':<40} {'sent':>7} {'correct':>8} {'wrongly allowed':>16} {'other 5xx':>10} "
+    width = max(len("fault scenario"), *(len(row[0]) for row in FAULT_ROWS))
+    write(f"{'fault scenario':<{width}} {'sent':>7} {'correct':>8} {'wrongly allowed':>16} {'other 5xx':>10} "
           f"{'records lost':>13}")
     for name, sent, correct, wrong, other, lost in FAULT_ROWS:
-        write(f"{name:<40} {sent:>7} {correct:>8} {wrong:>16} {other:>10} {lost:>13}")
+        write(f"{name:<{width}} {sent:>7} {correct:>8} {wrong:>16} {other:>10} {lost:>13}")

@@ -68,6 +68,7 @@ from gateway.shares.api import ShareApi
 from gateway.shares.cache import ShareCache, TaskBindings
 from gateway.shares.guesses import GuessLimiter, guesser
 from gateway.shares.owners import OwnerDirectory
+from gateway.tasks import Background, uncancelled
 
 access_log = get_logger("gateway.access")
 ANONYMOUS = Caller(None, "anonymous")
@@ -124,6 +125,7 @@ class Pipeline:
     trusted_agents: tuple[Network, ...] = ()
     agent_strip: frozenset[str] = frozenset()  # ``strip`` less the identity carriers
     live: LiveConnections = field(default_factory=LiveConnections)
+    background: Background = field(default_factory=lambda: Background("pipeline"))
     _proxies: dict[str | None, bool] = field(default_factory=dict)
     _unbound: TTLCache[tuple[str, str], bool] = field(
         default_factory=lambda: TTLCache(maxsize=10_000, ttl=10)
@@ -422,7 +424,11 @@ class Pipeline:
             if card and upstream.status == 200 and is_json(content_type):
                 return await self._agent_card(request, ex, upstream, decision, path)
             if owner_hook and decision.outcome is Outcome.AS_CALLER:
-                replaced = await self._owner_hooks(match, caller, upstream)
+                # Read and recorded to the end even if the client goes away: a session
+                # created upstream must not be left without its owner.
+                replaced = await uncancelled(self.background.spawn(
+                    self._owner_hooks(match, caller, upstream), name="owner-hooks", expected=(GatewayError,)
+                ))
                 out = response_headers(upstream.headers, decision=decision, body_replaced=True)
                 out["X-Request-Id"] = ex.request_id
                 return web.Response(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -122,6 +123,7 @@ class ShareApi:
         public_url: str | None,
         max_expires_in: int | None,
         ownership_ttl: float,
+        background: Background | None = None,
     ) -> None:
         self._store = store
         self._cache = cache
@@ -135,7 +137,7 @@ class ShareApi:
         # Creating and revoking run to completion even if the owner's client goes
         # away mid-way: a revocation stored but never published would leave
         # other replicas serving the share (DESIGN.md "Cancellation-safe").
-        self.background = Background("share-api")
+        self.background = background if background is not None else Background("share-api")
 
     async def _require_owner(self, session_id: str, user_id: str) -> None:
         key = (session_id, user_id)
@@ -196,9 +198,11 @@ class ShareApi:
     async def _revoke_everywhere(self, share: Share, digest: str | None) -> None:
         """Revoke in the store, then evict the share and end its live connections on every replica."""
         if share.revoked_at is None:
-            await self._store.revoke(share.id, time.time())
+            now = time.time()
+            await self._store.revoke(share.id, now)
+            share = dataclasses.replace(share, revoked_at=now)
         if digest is not None:
-            await self._cache.revoked(digest, share.id)
+            await self._cache.revoked(digest, share)
         elif self._cache.live is not None:
             self._cache.live.end_share(share.id)
 

@@ -66,6 +66,7 @@ class ShareCache:
             maxsize=size, ttu=self._time_to_use, timer=time.monotonic
         )
         self._inflight: dict[str, asyncio.Task[Share | None]] = {}
+        self._stale: set[str] = set()  # in-flight loads evicted meanwhile (see ``evict``)
         self._loads = background if background is not None else Background("share-cache")
 
     def _lifetime(self, share: Share | None, ttl: float) -> float:
@@ -118,9 +119,13 @@ class ShareCache:
         """The single-flight load: look the hash up, fill tier 1, leave ``_inflight``."""
         try:
             share = await self._load(token_hash)
+            if token_hash in self._stale:  # evicted while loading: that answer may predate a revocation
+                self._stale.discard(token_hash)
+                share = await self._load(token_hash)
             self._l1[token_hash] = share
             return share
         finally:
+            self._stale.discard(token_hash)
             load = asyncio.current_task()
             if load is not None and self._inflight.get(token_hash) is load:
                 del self._inflight[token_hash]
@@ -166,12 +171,16 @@ class ShareCache:
         return None
 
     def evict(self, token_hash: str) -> None:
-        """Forget one in-process entry (a revocation message from any replica)."""
+        """Forget one in-process entry (a revocation message from any replica). A load of that
+        hash in flight now read its answer before the eviction: it will look again."""
         self._l1.pop(token_hash, None)
+        if token_hash in self._inflight:
+            self._stale.add(token_hash)
 
     def clear(self) -> None:
         """Forget every in-process entry (revocations may have been missed)."""
         self._l1.clear()
+        self._stale.update(self._inflight)
 
     async def forget(self, token_hash: str) -> None:
         """A new share: drop any negative entry for its hash, here and in Redis."""
@@ -182,12 +191,13 @@ class ShareCache:
             except REDIS_ERRORS:
                 self._shared.breaker.failure()
 
-    async def revoked(self, token_hash: str, share_id: str) -> None:
-        """A share was revoked in the store: evict it and end its live connections, here
-        at once and on every replica through the Redis revocation channel."""
-        self.on_revoked(token_hash, share_id)
+    async def revoked(self, token_hash: str, share: Share) -> None:
+        """``share`` was revoked in the store: evict it and end its live connections, here at
+        once and on every replica through the Redis revocation channel; Redis keeps the
+        revoked share, so no replica can cache it as valid again."""
+        self.on_revoked(token_hash, share.id)
         if self._shared is not None:
-            await self._shared.revoke(token_hash, share_id)
+            await self._shared.revoke(token_hash, share)
 
     def on_revoked(self, token_hash: str, share_id: str | None) -> None:
         """One revocation, from this replica or a message of any replica (no I/O)."""

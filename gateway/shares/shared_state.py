@@ -111,6 +111,7 @@ class SharedState:
         prefix: str,
         breaker: CircuitBreaker,
         binding_ttl: int = 7 * 24 * 3600,
+        revoked_ttl: float = 60.0,
     ) -> None:
         self.client = client
         self._listener = listener
@@ -121,7 +122,8 @@ class SharedState:
         self._owner = f"{prefix}:owner:"
         self.channel = f"{prefix}:revocations"
         self._binding_ttl = binding_ttl
-        self._pending: dict[str, str] = {}  # token hash → share id: revocations not yet fanned out
+        self._pending: dict[str, Share] = {}  # token hash → revoked share: not yet fanned out
+        self._revoked_ttl = revoked_ttl
 
     async def get_share(self, token_hash: str) -> tuple[bool, Share | None]:
         """``(found, share)``: ``found`` is False on a miss; ``share`` None for a negative entry."""
@@ -131,21 +133,27 @@ class SharedState:
         return True, _share_from_json(raw)
 
     async def put_share(self, token_hash: str, share: Share | None, ttl: float) -> None:
+        """Cache a store answer unless an entry exists (``SET NX``): an answer read from the
+        store before a revocation can then never replace the revoked entry written after it."""
         if ttl > 0:
-            await self.client.set(self._share + token_hash, _share_to_json(share), px=int(ttl * 1000))
+            await self.client.set(
+                self._share + token_hash, _share_to_json(share), px=int(ttl * 1000), nx=True
+            )
 
-    async def revoke(self, token_hash: str, share_id: str) -> None:
-        """Delete the cached share and tell every replica to evict it and end its live
-        connections. Never raises: a revocation Redis cannot take now is retried by
-        the listener loop."""
-        self._pending[token_hash] = share_id
+    async def revoke(self, token_hash: str, share: Share) -> None:
+        """Replace the cached share with its revoked state and tell every replica to evict it
+        and end its live connections. Never raises: a revocation Redis cannot take now is
+        retried by the listener loop."""
+        self._pending[token_hash] = share
         with contextlib.suppress(*REDIS_ERRORS):
             await self._flush_pending()
 
     async def _flush_pending(self) -> None:
-        for token_hash, share_id in list(self._pending.items()):
-            await self.client.delete(self._share + token_hash)
-            await self.client.publish(self.channel, f"{token_hash} {share_id}")
+        for token_hash, share in list(self._pending.items()):
+            await self.client.set(
+                self._share + token_hash, _share_to_json(share), px=int(self._revoked_ttl * 1000)
+            )
+            await self.client.publish(self.channel, f"{token_hash} {share.id}")
             self._pending.pop(token_hash, None)
 
     async def drop_share(self, token_hash: str) -> None:
