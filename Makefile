@@ -3,7 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test lint typecheck unit bench soak fuzz clean
+.PHONY: demo test lint typecheck check-deploy kagent-adk unit bench soak fuzz clean
+KAGENT_ADK := .kagent-adk
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +16,8 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) -m gateway demo
 
-## test: lint, strict type check and the whole test suite (starts PostgreSQL if none runs)
-test: lint typecheck unit
+## test: lint, strict type check, the deployment check and the whole test suite (starts PostgreSQL if none runs)
+test: lint typecheck check-deploy unit
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check gateway tests bench
@@ -24,17 +25,32 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-unit: $(VENV)/.installed
-	scripts/with-services.sh $(PY) -m pytest -q
+## check-deploy: Helm chart, Kubernetes manifests, compose file, shell scripts and YAML checked by
+## helm, kubernetes-validate, check-jsonschema, shellcheck and yamllint (pinned; installed into
+## .deploy-tools/ on first use, which fails loudly if a tool cannot be had)
+check-deploy: $(VENV)/.installed
+	VENV=$(VENV) scripts/check-deploy.sh
+
+## kagent-adk: kagent's real agent runtime in a venv of its own (it needs a2a-sdk 0.3), pinned
+kagent-adk: $(KAGENT_ADK)/.installed
+$(KAGENT_ADK)/.installed: scripts/kagent-adk-requirements.txt
+	$(PYTHON) -m venv $(KAGENT_ADK)
+	$(KAGENT_ADK)/bin/python -m pip install --quiet --no-deps -r scripts/kagent-adk-requirements.txt
+	touch $@
+
+unit: $(VENV)/.installed $(KAGENT_ADK)/.installed
+	KAGENT_ADK_PYTHON=$(CURDIR)/$(KAGENT_ADK)/bin/python scripts/with-services.sh $(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .deploy-tools $(KAGENT_ADK)
 
 ## bench: gateway vs direct upstream vs nginx, one run (needs nginx, wrk, hey; installs them on Debian as root)
 bench: $(VENV)/.installed
 	scripts/bench-deps.sh
 	scripts/with-services.sh $(PY) -m bench.run
 	scripts/with-services.sh $(PY) -m bench.lookup_cost --redis $${SHARE_GATEWAY_TEST_REDIS:-redis://127.0.0.1:6379/0}
+	scripts/with-services.sh $(PY) -m bench.revocation
 
 ## soak: 10 minutes of mixed traffic with revocations and Redis restarts (RSS, fds, wrong allows)
 soak: $(VENV)/.installed

@@ -27,12 +27,13 @@ from gateway.pipeline.outbound import strip_set
 from gateway.pipeline.routes import RouteTable
 from gateway.profiles import Profile
 from gateway.shares.access import AccessRecorder
-from gateway.shares.api import OwnershipProbe, ShareApi
+from gateway.shares.api import Ownership, OwnershipProbe, ShareApi, effective_link_template
 from gateway.shares.cache import ShareCache, TaskBindings
 from gateway.shares.guesses import GuessLimiter
 from gateway.shares.owners import OwnerDirectory
 from gateway.shares.shared_state import CircuitBreaker, SharedState, connect
 from gateway.shares.store import ShareStore, open_store
+from gateway.shares.tokens import TokenCipher
 from gateway.tasks import Background
 
 log = get_logger("gateway")
@@ -83,19 +84,26 @@ def ownership_probe(
     """How the share API learns that a caller owns a session, per the profile.
 
     ``upstream-probe`` (kagent): the upstream answers ``probe_path`` with 2xx
-    when asked as the caller (kagent scopes sessions by ``X-User-Id``).
+    when asked as the caller (kagent scopes sessions by ``X-User-Id``); its
+    answer (at most ``limit`` bytes; kagent: ``{"data": {"session": …}}``)
+    comes back with the ``Ownership``, for the profile's link placeholders.
     ``gateway-recorded``: the owner the gateway recorded in its store.
     """
 
     if owners is not None:
-        return owners.owns
+        recorded = owners
 
-    async def upstream(session_id: str, user_id: str) -> bool:
+        async def from_store(session_id: str, user_id: str) -> Ownership | None:
+            return Ownership() if await recorded.owns(session_id, user_id) else None
+
+        return from_store
+
+    async def upstream(session_id: str, user_id: str) -> Ownership | None:
         path = profile.probe_path.format(session_id=quote(session_id, safe=""))
         headers: CIMultiDict[str] = CIMultiDict()
         credentials.apply(headers, user_id)
-        status, _ = await forwarder.fetch(profile.probe_method, forwarder.url(path), headers, None, limit)
-        return 200 <= status < 300
+        status, body = await forwarder.fetch(profile.probe_method, forwarder.url(path), headers, None, limit)
+        return Ownership(session=body) if 200 <= status < 300 else None
 
     return upstream
 
@@ -112,13 +120,18 @@ def create_app(
     shutdown the pipeline goes first, then pending access records are flushed
     while the store is still open, then the pool and the store close.
     ``store`` may be injected (tests of fault handling). Raises ``ProfileError``
-    or ``RouteTableError`` for a bad profile: configuration errors surface at
-    start-up, never per request.
+    or ``RouteTableError`` for a bad profile, ``ValueError`` for a
+    ``shares.link_template`` the profile cannot fill: configuration errors
+    surface at start-up, never per request.
     """
     profile = profiles.load(settings.profile)
     routes = RouteTable(profile.rules)
     identifier = Identifier(settings.auth)
     credentials = upstream_credentials(settings, profile)
+    links = effective_link_template(settings.shares.link_template, profile)  # ValueError: bad placeholders
+    cipher = None  # shares.token_storage: encrypted — key material decoded once, at start-up
+    if settings.shares.token_storage == "encrypted":
+        cipher = TokenCipher(settings.shares.token_key_bytes())
     health = health or Health(upstream=settings.upstream)
     health.jwks = credentials.signer.jwks if credentials.signer is not None else None
     app = web.Application(client_max_size=settings.limits.max_parsed_body)
@@ -252,6 +265,8 @@ def create_app(
                 public_url=settings.public_url,
                 max_expires_in=settings.shares.max_expires_in,
                 ownership_ttl=settings.shares.ownership_cache_ttl,
+                link_template=links,
+                cipher=cipher,
                 background=app[BACKGROUND],
             ),
             trusted_proxies=trusted,

@@ -6,10 +6,13 @@ everything once and raises ``ConfigError`` listing every problem together.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import os
 import re
+import string
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -163,6 +166,24 @@ class SharesSettings(_Section):
         default=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$",
         description="session, context and task ids a share token may be used with",
     )
+    link_template: str | None = Field(
+        default=None,
+        description="URL of a created share: {public_url}, {session_id}, {token} and the profile's "
+        "placeholders (kagent: {namespace}, {name}); default: the profile's template",
+    )
+    token_storage: Literal["hashed", "encrypted"] = Field(
+        default="hashed",
+        description="hashed: tokens are shown once; encrypted: also kept AES-GCM-encrypted so the "
+        "owner's list shows them again (needs token_keys or token_key_file)",
+    )
+    token_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_list)] = Field(
+        default_factory=list,
+        description="base64 32-byte keys for encrypted token storage: the first encrypts, all decrypt",
+    )
+    token_key_file: str | None = Field(
+        default=None,
+        description="file of base64 32-byte keys, one a line, after token_keys ('#' lines ignored)",
+    )
 
     @field_validator("session_id_pattern")
     @classmethod
@@ -172,6 +193,75 @@ class SharesSettings(_Section):
         except re.error as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
         return value
+
+    @field_validator("link_template", mode="before")
+    @classmethod
+    def _template(cls, value: Any) -> Any:
+        """``""`` means "the profile's"; otherwise only ``{name}`` placeholders, no format specs."""
+        if value == "":
+            return None
+        if isinstance(value, str):
+            try:
+                fields = [f for f in string.Formatter().parse(value) if f[1] is not None]
+            except ValueError as exc:
+                raise ValueError(f"not a URL template: {exc}") from None
+            for _, name, spec, conversion in fields:
+                if not name or not name.isidentifier() or spec or conversion:
+                    raise ValueError(
+                        f"placeholder {{{name}{'!' + conversion if conversion else ''}"
+                        f"{':' + spec if spec else ''}}}: only {{name}} placeholders are allowed"
+                    )
+        return value
+
+    @staticmethod
+    def decode_token_key(text: str) -> bytes:
+        """A base64 (standard or URL-safe, padding optional) 32-byte key; ``ValueError`` otherwise."""
+        text = text.strip().replace("-", "+").replace("_", "/")
+        try:
+            key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("is not base64") from None
+        if len(key) != 32:
+            raise ValueError(f"decodes to {len(key)} bytes, not 32")
+        return key
+
+    def token_key_bytes(self) -> list[bytes]:
+        """Every token key, decoded: ``token_keys`` in order, then the lines of ``token_key_file``.
+
+        The first encrypts. Raises ``ValueError`` listing every bad key by
+        position (never its value), or the unreadable file.
+        """
+        keys, problems = [], []
+        for index, secret in enumerate(self.token_keys):
+            try:
+                keys.append(self.decode_token_key(secret.get_secret_value()))
+            except ValueError as exc:
+                problems.append(f"shares.token_keys[{index}] {exc}")
+        if self.token_key_file is not None:
+            try:
+                lines = Path(self.token_key_file).read_text().splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                lines = []
+                problems.append(f"shares.token_key_file: not a readable text file ({type(exc).__name__})")
+            for number, line in enumerate(lines, 1):
+                if line.strip() and not line.lstrip().startswith("#"):
+                    try:
+                        keys.append(self.decode_token_key(line))
+                    except ValueError as exc:
+                        problems.append(f"shares.token_key_file line {number}: the key {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return keys
+
+    @model_validator(mode="after")
+    def _token_keys(self) -> SharesSettings:
+        """Keys must decode; encrypted storage needs one."""
+        keys = self.token_key_bytes()
+        if self.token_storage == "encrypted" and not keys:
+            raise ValueError(
+                "shares.token_storage encrypted needs a key in shares.token_keys or shares.token_key_file"
+            )
+        return self
 
 
 class TimeoutSettings(_Section):
@@ -374,6 +464,7 @@ class Settings(BaseSettings):
             data["upstream_auth"]["token"] = "***"
         if data["upstream_auth"]["jwt"]["private_key"] is not None:
             data["upstream_auth"]["jwt"]["private_key"] = "***"
+        data["shares"]["token_keys"] = ["***" for _ in data["shares"]["token_keys"]]
         return data
 
 

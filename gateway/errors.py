@@ -35,8 +35,15 @@ class GatewayError(Exception):
         super().__init__(f"{self.reason_id}: {self.public_message}")
 
     def body(self) -> dict[str, Any]:
-        """The JSON body sent to the client (kagent's envelope)."""
-        return {"error": True, "data": None, "message": self.public_message}
+        """The JSON body sent to the client: ``{"error": "<message>"}``.
+
+        kagent's handlers answer errors this way (kagent-dev/kagent,
+        release/v0.10.x: ``go/api/httpapi/types.go`` ``APIError``,
+        ``go/core/internal/httpserver/middleware_error.go`` ``RespondWithError``),
+        and its UI shows ``error`` as the toast text (``ui/src/app/actions/utils.ts``
+        ``fetchApi``), so it must be the message, a string.
+        """
+        return {"error": self.public_message}
 
 
 class BadRequest(GatewayError):

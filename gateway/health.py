@@ -108,7 +108,7 @@ async def jwks(request: web.Request) -> web.Response:
     """The public key(s) the upstream verifies the gateway's user assertions with (RFC 7517)."""
     keys = request.app[HEALTH].jwks
     if keys is None:
-        return web.json_response({"error": True, "message": "no upstream assertions configured"}, status=404)
+        return web.json_response({"error": "no upstream assertions configured"}, status=404)
     return web.json_response(keys, headers={"Cache-Control": "max-age=300"})
 
 

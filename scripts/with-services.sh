@@ -14,13 +14,14 @@ PY
 }
 
 cleanup=()
-trap 'for c in "${cleanup[@]}"; do eval "$c" || true; done' EXIT
+run_cleanup() { local c; for c in "${cleanup[@]}"; do eval "$c" || true; done; }
+trap run_cleanup EXIT
 
 if [ -z "${SHARE_GATEWAY_TEST_POSTGRES:-}" ]; then
   if port_open 127.0.0.1 5432; then
     export SHARE_GATEWAY_TEST_POSTGRES="postgresql://postgres@127.0.0.1:5432/test"
   else
-    bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    bindir=$(printf '%s\n' /usr/lib/postgresql/*/bin | grep -v '\*' | sort -V | tail -n 1 || true)
     if [ -z "$bindir" ] && command -v initdb >/dev/null; then bindir=$(dirname "$(command -v initdb)"); fi
     if [ -z "$bindir" ]; then
       if [ "${CI:-}" = "true" ]; then

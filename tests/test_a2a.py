@@ -63,7 +63,22 @@ def test_method_table(
 
 
 def test_unknown_method_is_not_attributable() -> None:
-    assert a2a.parse_call(body("tasks/list", {}), strict=True) is None
+    assert a2a.parse_call(body("tasks/archive", {}), strict=True) is None
+
+
+@pytest.mark.parametrize(("params", "context"), [({"contextId": "c1", "status": "completed"}, "c1"), ({}, None)])
+def test_kagent_v0_tasks_list_is_a_list_read(params: dict[str, Any], context: str | None) -> None:
+    """kagent's own v0.3 ``tasks/list`` (a2av0_tasks_list.go): only its contextId filter names a session."""
+    call = a2a.parse_call(body("tasks/list", params), strict=True)
+    assert call is not None
+    assert (call.version, call.action, call.context_id, call.task_ids, call.session_scoped) == (
+        "0.3", Action.READ, context, (), True
+    )
+
+
+def test_kagent_v0_tasks_list_rejects_a_snake_case_filter() -> None:
+    with pytest.raises(JsonRpcError, match="snake_case"):
+        a2a.parse_call(body("tasks/list", {"contextId": "c1", "context_id": "c2"}), strict=True)
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,7 @@ def test_migrate_command(tmp_path: Path) -> None:
                            capture_output=True, text=True, check=True)
     again = subprocess.run([sys.executable, "-m", "gateway", "migrate", "--store", url],
                            capture_output=True, text=True, check=True)
-    assert "applied migrations: [1]" in first.stdout
+    assert "applied migrations: [1, 2]" in first.stdout
     assert "up to date" in again.stdout
 
 

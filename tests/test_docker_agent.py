@@ -63,7 +63,7 @@ async def test_sessions_are_per_user(da: tuple[Client, StandIn, Gateway]) -> Non
     mine, theirs = await new_session(c, "alice", "mine"), await new_session(c, "bob", "theirs")
     assert await listed(c, "alice") == [mine]
     status, body, _ = await c.call("GET", f"/api/sessions/{theirs}", user="alice")
-    assert (status, body["message"]) == (404, "session not found")
+    assert (status, body["error"]) == (404, "session not found")
     fake.requests.clear()
     for method, suffix in (("DELETE", ""), ("GET", "/events"), ("GET", "/snapshot"), ("POST", "/steer"),
                            ("PATCH", "/title"), ("POST", "/fork")):
@@ -87,7 +87,7 @@ async def test_fork_is_owned_listed_and_shareable_by_its_forker(da: tuple[Client
     assert (forked != parent, forked in fake.sessions, fork["title"]) == (True, True, "plan (fork 1)")
     assert (await c.call("GET", f"/api/sessions/{forked}", user="alice"))[0] == 200
     status, body, _ = await c.call("GET", f"/api/sessions/{forked}", user="bob")
-    assert (status, body["message"]) == (404, "session not found")
+    assert (status, body["error"]) == (404, "session not found")
     assert set(await listed(c, "alice")) == {parent, forked}
     assert await listed(c, "bob") == []
     token = (await c.share("alice", forked))["token"]
@@ -132,7 +132,7 @@ async def test_answers_over_the_cap_are_never_relayed_unrecorded_or_unfiltered(
     fake.sessions[mine].messages[:0] = [{"message": {"role": "assistant", "content": "y" * 8192}}]
     status, body, _ = await c.call("POST", f"/api/sessions/{mine}/fork", user="alice",
                                    json_body={"user_message_index": 0})
-    assert (status, body["message"]) == (502, "upstream answer too large for the gateway to record or filter its sessions")
+    assert (status, body["error"]) == (502, "upstream answer too large for the gateway to read")
 
 
 async def test_batch_operations_touch_only_owned_sessions(da: tuple[Client, StandIn, Gateway]) -> None:
@@ -142,7 +142,7 @@ async def test_batch_operations_touch_only_owned_sessions(da: tuple[Client, Stan
         status, body, _ = await c.call("POST", f"/api/sessions/batch/{op}", user="alice",
                                        json_body={"session_ids": [a1, b1]})
         assert status == 403
-        assert "nothing was done" in body["message"]
+        assert "nothing was done" in body["error"]
     assert {a1, a2, b1} <= set(fake.sessions)
     status, body, _ = await c.call("POST", "/api/sessions/batch/export", user="alice",
                                    json_body={"session_ids": [a1, a2]})
@@ -302,7 +302,7 @@ async def test_every_route_class_with_shares(da: tuple[Client, StandIn, Gateway]
             assert forwarded
             assert headers["X-Share-Read-Only"] == ("true" if read_only else "false")
         elif kind == "write":
-            assert (status, answer["message"]) == (403, "share link is read-only"), (method, suffix)
+            assert (status, answer["error"]) == (403, "share link is read-only"), (method, suffix)
             assert not forwarded
         else:  # owner-only: the token is ignored and bob owns nothing
             assert status == 404, (method, suffix)

@@ -25,7 +25,7 @@ async def test_guessing_is_limited_per_identity_and_valid_links_keep_working(
     status, body, headers = await c.call("GET", f"/api/sessions/{sid}", user="mallory", token="guess" + "x" * 38)
     assert status == 429
     assert 1 <= int(headers["Retry-After"]) <= 30
-    assert body["message"] == "too many invalid share links; retry later"
+    assert body["error"] == "too many invalid share links; retry later"
     status, _, _ = await c.call("GET", f"/api/sessions/{sid}", user="mallory", token=good)
     assert status == 429  # no oracle: a blocked guesser learns nothing, even from a real token
     status, body = await c.rpc("GetTask", {"id": "t"}, user="mallory", token="y" * 43)
@@ -93,7 +93,7 @@ async def test_ambiguous_paths_never_reach_the_upstream(
     upstream.clear()
     async with http.get(URL(gw.url + raw, encoded=True), headers={USER: "bob"}) as r:
         assert r.status == 400, raw
-        assert (await r.json())["error"] is True
+        assert isinstance((await r.json())["error"], str)
     assert upstream.requests() == []
 
 

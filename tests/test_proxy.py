@@ -144,7 +144,7 @@ async def test_dead_upstream_is_502(make_gateway: GatewayFactory, http: aiohttp.
     gw = await make_gateway(upstream=f"http://127.0.0.1:{free_port()}", timeouts__connect="1")
     async with http.get(gw.url + "/api/sessions", headers={USER: "alice"}) as r:
         assert r.status == 502
-        assert await r.json() == {"error": True, "data": None, "message": "upstream unreachable"}
+        assert await r.json() == {"error": "upstream unreachable"}
     async with http.post(gw.url + "/api/a2a/ns/a/", json={"jsonrpc": "2.0", "id": 3, "method": "GetTask"},
                          headers={USER: "alice"}) as r:
         assert r.status == 502  # A2A routes answer in JSON-RPC
@@ -158,7 +158,7 @@ async def test_stalled_upstream_is_504(
     gw = await make_gateway(upstream=url, timeouts__read_idle="0.3")
     async with http.get(gw.url + "/stall", headers={USER: "alice"}) as r:
         assert r.status == 504
-        assert (await r.json())["message"] == "upstream timed out"
+        assert (await r.json())["error"] == "upstream timed out"
 
 
 async def test_client_disconnect_closes_the_upstream_stream(
@@ -195,7 +195,7 @@ async def test_store_outage_fails_closed(
     store.failing = True
     for _ in range(3):
         status, body, _ = await c.call("GET", f"/api/sessions/{sid}", user="bob", token=token)
-        assert (status, body["message"]) == (503, "share validation is temporarily unavailable")
+        assert (status, body["error"]) == (503, "share validation is temporarily unavailable")
         status, body = await c.rpc("GetTask", {"id": "t"}, user="bob", token=token)
         assert status == 503
         assert body["error"]["code"] == -32603

@@ -217,7 +217,7 @@ async def tell(base: str) -> bool:
         )
         expect(
             status == 200 and data["data"]["session"]["user_id"] == "alice",
-            f"sees {len(data['data']['tasks'])} task(s) of alice's session",
+            f"sees the {len(data['data']['events'])} events of alice's session",
         )
         status, data = await s.call(
             "bob",

@@ -62,6 +62,7 @@ from gateway.pipeline.live import LiveConnections
 from gateway.pipeline.outbound import response_headers, upstream_headers
 from gateway.pipeline.routes import RouteTable, canonical_path
 from gateway.profiles import Profile
+from gateway.profiles.hooks import HookContext
 from gateway.shares import tokens
 from gateway.shares.access import AccessRecorder
 from gateway.shares.api import ShareApi
@@ -407,7 +408,8 @@ class Pipeline:
         owner_hook = self.owners is not None and (
             match.has_hook("record_owner") or match.has_hook("filter_owned")
         )
-        if learn or card or owner_hook:
+        rewrite = self.profile.response_hook(rule)
+        if learn or card or owner_hook or rewrite is not None:
             headers.popall("Accept-Encoding", None)  # bodies the gateway reads are not encoded
         data: Any = body
         if data is None and request.body_exists:
@@ -423,6 +425,12 @@ class Pipeline:
             content_type = upstream.headers.get("Content-Type", "")
             if card and upstream.status == 200 and is_json(content_type):
                 return await self._agent_card(request, ex, upstream, decision, path)
+            if rewrite is not None and 200 <= upstream.status < 300 and is_json(content_type):
+                context = HookContext(caller, decision, match.params, self._fetch_as, self._opened_shares)
+                body = await rewrite(context, await self._read_answer(upstream))
+                out = response_headers(upstream.headers, decision=decision, body_replaced=True)
+                out["X-Request-Id"] = ex.request_id
+                return web.Response(body=body, status=upstream.status, reason=upstream.reason, headers=out)
             if owner_hook and decision.outcome is Outcome.AS_CALLER:
                 # Read and recorded to the end even if the client goes away: a session
                 # created upstream must not be left without its owner.
@@ -489,6 +497,37 @@ class Pipeline:
                 )
         return body
 
+    async def _read_answer(self, upstream: Any) -> bytes:
+        """An upstream answer read whole, to its end (never cut at a chunk boundary).
+
+        Raises ``GatewayError`` 502 past ``limits.max_learned_response`` bytes:
+        an answer the gateway must rewrite is never relayed unrewritten.
+        """
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in upstream.content.iter_any():
+            size += len(chunk)
+            if size > self.max_learned_response:
+                raise GatewayError(
+                    "upstream answer too large for the gateway to read",
+                    reason_id="answer_too_large",
+                    status=502,
+                )
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def _fetch_as(self, method: str, path: str, user: str) -> tuple[int, bytes]:
+        """A request of the gateway's own to the upstream, as ``user`` (response hooks)."""
+        headers: CIMultiDict[str] = CIMultiDict()
+        self.credentials.apply(headers, user)
+        return await self.forwarder.fetch(
+            method, self.forwarder.url(path), headers, None, self.max_learned_response
+        )
+
+    async def _opened_shares(self, user: str) -> list[tuple[Share, str | None]]:
+        """Live shares ``user`` has opened (response hooks; see ``ShareApi.opened_by``)."""
+        return await self.share_api.opened_by(user)
+
     async def _owner_hooks(self, match: RouteMatch, caller: Caller, upstream: Any) -> bytes:
         """Read an upstream answer whole and apply the owner hooks; returns the body to send.
 
@@ -503,18 +542,7 @@ class Pipeline:
         that is not a JSON list, is never relayed unrecorded or unfiltered:
         ``GatewayError`` 502 (fail closed).
         """
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in upstream.content.iter_any():
-            size += len(chunk)
-            if size > self.max_learned_response:
-                raise GatewayError(
-                    "upstream answer too large for the gateway to record or filter its sessions",
-                    reason_id="owner_answer_too_large",
-                    status=502,
-                )
-            parts.append(chunk)
-        raw = b"".join(parts)
+        raw = await self._read_answer(upstream)
         status: int = upstream.status
         if self.owners is None or not 200 <= status < 300 or caller.user_id is None or not raw:
             return raw  # an error, an anonymous or trusted-agent caller, or a HEAD answer

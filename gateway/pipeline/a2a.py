@@ -10,7 +10,11 @@ from gateway.models import A2ACall, Action
 
 # method → (A2A version, action, where the ids are, which params name the task)
 # Sources: A2A v0.3 spec §7 (JSON-RPC methods) and v1.0 §9 (JSON-RPC binding);
-# a2a-sdk 1.x serves both on one endpoint (enable_v0_3_compat).
+# a2a-sdk 1.x serves both on one endpoint (enable_v0_3_compat). ``tasks/list``
+# is kagent's own v0.3 extension (kagent-dev/kagent release/v0.10.x
+# ``go/core/internal/a2a/a2av0_tasks_list.go``): v1.0 ListTasks' params under a
+# v0.3 name, answered from kagent's task store; like ListTasks, only its
+# ``contextId`` filter can name the shared session.
 _MESSAGE, _TASK, _LIST, _NONE = "message", "task", "list", "none"
 _ID, _TASK_ID = ("id",), ("taskId",)
 METHODS: dict[str, tuple[str, Action, str, tuple[str, ...]]] = {
@@ -19,6 +23,7 @@ METHODS: dict[str, tuple[str, Action, str, tuple[str, ...]]] = {
     "tasks/get": ("0.3", Action.READ, _TASK, _ID),
     "tasks/cancel": ("0.3", Action.WRITE, _TASK, _ID),
     "tasks/resubscribe": ("0.3", Action.READ, _TASK, _ID),
+    "tasks/list": ("0.3", Action.READ, _LIST, ()),
     "tasks/pushNotificationConfig/set": ("0.3", Action.WRITE, _TASK, _TASK_ID),
     "tasks/pushNotificationConfig/get": ("0.3", Action.READ, _TASK, _ID),
     "tasks/pushNotificationConfig/list": ("0.3", Action.READ, _TASK, _ID),

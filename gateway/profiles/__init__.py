@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,10 @@ from typing import Any
 import yaml
 
 from gateway.models import Action, Locator, RouteRule
+from gateway.profiles import hooks as response_hooks
+from gateway.profiles.hooks import ResponseHook
+from gateway.profiles.links import Links
+from gateway.profiles.links import parse as parse_links
 
 HOOKS = frozenset({"agent_card", "record_owner", "filter_owned", "owned_ids"})
 OWNERSHIP_MODES = frozenset({"upstream-probe", "gateway-recorded"})
@@ -34,16 +39,28 @@ class Profile:
     probe_path: str
     identity_header: str | None
     upstream_auth_mode: str
-    share_url: str | None
+    links: Links  # share links: URL template and placeholders (``gateway/profiles/links.py``)
     owner_from: str | None  # JSON field of a create-session response holding the new session id
     # Identity carriers (DESIGN.md): every header and query parameter the upstream
     # reads a user from; removed from client requests (names as written; the
     # pipeline compares them as ``identify.normalise_header_name`` / ``query_key`` do).
     carrier_headers: frozenset[str] = frozenset()
     carrier_query: frozenset[str] = frozenset()
+    # The profile's own answer rewriters (``hook_module``), by hook name.
+    response_hooks: Mapping[str, ResponseHook] = field(default_factory=dict)
+
+    def response_hook(self, rule: RouteRule | None) -> ResponseHook | None:
+        """The response hook a route uses, if any (at most one per route)."""
+        if rule is None or not rule.hooks or not self.response_hooks:
+            return None
+        for name in rule.hooks:
+            hook = self.response_hooks.get(name)
+            if hook is not None:
+                return hook
+        return None
 
 
-def _rule(index: int, raw: Any, problems: list[str]) -> RouteRule | None:
+def _rule(index: int, raw: Any, problems: list[str], known: frozenset[str] = HOOKS) -> RouteRule | None:
     where = f"routes[{index}]"
     if not isinstance(raw, dict):
         problems.append(f"{where}: must be a mapping")
@@ -67,8 +84,10 @@ def _rule(index: int, raw: Any, problems: list[str]) -> RouteRule | None:
     if locator is Locator.QUERY and not param:
         problems.append(f"{where}: session query needs param")
     hooks = frozenset(raw.get("hooks", []))
-    if hooks - HOOKS:
-        problems.append(f"{where}: unknown hooks {sorted(hooks - HOOKS)}")
+    if hooks - known:
+        problems.append(f"{where}: unknown hooks {sorted(hooks - known)}")
+    elif len(hooks - HOOKS) > 1:
+        problems.append(f"{where}: at most one response hook per route")
     methods = frozenset(m.upper() for m in raw.get("methods", []))
     return RouteRule(
         name=str(raw.get("name", where)),
@@ -86,7 +105,13 @@ def parse(data: Any) -> Profile:
     problems: list[str] = []
     if not isinstance(data, dict):
         raise ProfileError(["profile must be a mapping"])
-    rules = [_rule(i, raw, problems) for i, raw in enumerate(data.get("routes") or [])]
+    try:
+        module_hooks = response_hooks.load(data.get("hook_module"))
+    except ValueError as exc:
+        problems.append(str(exc))
+        module_hooks = {}
+    known = HOOKS | frozenset(module_hooks)
+    rules = [_rule(i, raw, problems, known) for i, raw in enumerate(data.get("routes") or [])]
     ownership = data.get("ownership") or {}
     upstream_auth = data.get("upstream_auth") or {}
     mode = ownership.get("mode", "gateway-recorded")
@@ -95,6 +120,9 @@ def parse(data: Any) -> Profile:
     carriers = data.get("identity_carriers") or {}
     carrier_headers = _names(carriers, "headers", problems)
     carrier_query = _names(carriers, "query", problems)
+    links = parse_links(data, problems)
+    if links.placeholders and mode != "upstream-probe":
+        problems.append("links.placeholders: need ownership.mode upstream-probe (they come from its answer)")
     if problems:
         raise ProfileError(problems)
     return Profile(
@@ -105,10 +133,11 @@ def parse(data: Any) -> Profile:
         probe_path=str(ownership.get("probe_path", "/api/sessions/{session_id}")),
         identity_header=upstream_auth.get("header", "X-User-Id"),
         upstream_auth_mode=str(upstream_auth.get("mode", "header")),
-        share_url=data.get("share_url"),
+        links=links,
         owner_from=ownership.get("session_id_field"),
         carrier_headers=frozenset(carrier_headers),
         carrier_query=frozenset(carrier_query),
+        response_hooks=dict(module_hooks),
     )
 
 

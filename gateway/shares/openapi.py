@@ -7,13 +7,14 @@ from typing import Any
 from gateway import __version__
 
 
-def _envelope(data: dict[str, Any] | None) -> dict[str, Any]:
+def _envelope(data: dict[str, Any]) -> dict[str, Any]:
+    """kagent's success envelope (``go/api/httpapi/types.go`` ``StandardResponse``)."""
     return {
         "type": "object",
         "required": ["error", "data", "message"],
         "properties": {
-            "error": {"type": "boolean"},
-            "data": data if data is not None else {"type": "null"},
+            "error": {"const": False},
+            "data": data,
             "message": {"type": "string"},
         },
     }
@@ -36,14 +37,15 @@ _SHARE: dict[str, Any] = {
         "active": {"type": "boolean"},
     },
 }
+_TOKEN = {"type": "string", "minLength": 43, "pattern": "^[A-Za-z0-9_-]+$"}
+_URL = {
+    "type": "string",
+    "description": "the share link (shares.link_template); absent when its placeholders cannot be filled",
+}
 _CREATED = {
     **_SHARE,
     "required": [*_SHARE["required"], "token"],
-    "properties": {
-        **_SHARE["properties"],
-        "token": {"type": "string", "minLength": 43},
-        "url": {"type": "string"},
-    },
+    "properties": {**_SHARE["properties"], "token": _TOKEN, "url": _URL},
 }
 _LISTED = {
     **_SHARE,
@@ -53,9 +55,19 @@ _LISTED = {
         "viewers": {"type": "integer", "minimum": 0},
         "access_count": {"type": "integer", "minimum": 0},
         "last_accessed_at": _TIME,
+        "token": {**_TOKEN, "description": "only with shares.token_storage encrypted, for live shares"},
+        "url": _URL,
     },
 }
-_ERROR = {"description": "error", "content": {"application/json": {"schema": _envelope(None)}}}
+# kagent's error body (go/api/httpapi/types.go APIError): its UI shows ``error`` as the toast.
+_ERROR = {
+    "description": "error",
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+        }
+    },
+}
 _ERRORS = {str(code): _ERROR for code in (400, 401, 404, 429, 502, 503, 504)}
 _SESSION = {
     "name": "session_id",
@@ -73,16 +85,26 @@ def document() -> dict[str, Any]:
             "title": "share-gateway share API",
             "version": __version__,
             "description": "Create, list and revoke share links for a session. Only the session "
-            "owner may call these; anyone else gets 404. The token is returned only on creation.",
+            "owner may call these; anyone else gets 404. The token is returned on creation, and "
+            "in the list only with shares.token_storage encrypted. Errors are {\"error\": message}.",
         },
         "paths": {
             "/api/sessions/{session_id}/shares": {
                 "parameters": [_SESSION],
                 "get": {
                     "operationId": "listShares",
+                    "parameters": [
+                        {
+                            "name": "include",
+                            "in": "query",
+                            "required": False,
+                            "description": "inactive: revoked and expired shares too",
+                            "schema": {"type": "string", "enum": ["inactive"]},
+                        }
+                    ],
                     "responses": {
                         "200": {
-                            "description": "the owner's shares of the session",
+                            "description": "the owner's live shares of the session, newest first",
                             "content": {
                                 "application/json": {"schema": _envelope({"type": "array", "items": _LISTED})}
                             },

@@ -6,7 +6,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-from gateway.shares.store.base import AccessRow, ShareStore, ShareSummary, StoreError
+from gateway.shares.store.base import (
+    AccessRow,
+    OpenedShare,
+    SealedToken,
+    ShareStore,
+    ShareSummary,
+    StoreError,
+)
 
 
 def open_store(url: str) -> ShareStore:
@@ -48,4 +55,14 @@ def sqlite_path(url: str) -> str:
     return rest[3:]
 
 
-__all__ = ["AccessRow", "ShareStore", "ShareSummary", "StoreError", "open_store", "opened", "sqlite_path"]
+__all__ = [
+    "AccessRow",
+    "OpenedShare",
+    "SealedToken",
+    "ShareStore",
+    "ShareSummary",
+    "StoreError",
+    "open_store",
+    "opened",
+    "sqlite_path",
+]

@@ -35,6 +35,17 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             )""",
         ),
     ),
+    (
+        2,
+        (
+            # shares.token_storage: encrypted keeps each token sealed for its owner
+            # (gateway/shares/tokens.py TokenCipher); NULL under hashed storage.
+            "ALTER TABLE shares ADD COLUMN token_ciphertext TEXT",
+            "ALTER TABLE shares ADD COLUMN token_key_id TEXT",
+            # shares_opened_by(user): the shares a user has opened.
+            "CREATE INDEX share_access_user ON share_access (user_id)",
+        ),
+    ),
 ]
 
 VERSION_TABLE = """CREATE TABLE IF NOT EXISTS share_gateway_schema (

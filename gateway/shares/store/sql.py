@@ -10,7 +10,14 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from gateway.models import Share
-from gateway.shares.store.base import AccessRow, ShareStore, ShareSummary, StoreError
+from gateway.shares.store.base import (
+    AccessRow,
+    OpenedShare,
+    SealedToken,
+    ShareStore,
+    ShareSummary,
+    StoreError,
+)
 from gateway.shares.store.migrations import MIGRATIONS, VERSION_TABLE
 from gateway.tasks import Background, being_cancelled, uncancelled
 
@@ -19,6 +26,11 @@ T = TypeVar("T")
 _SHARE_COLUMNS = (
     "id, session_id, owner_id, read_only, label, token_prefix, created_at, expires_at, revoked_at"
 )
+# The share columns of ``s`` (shares joined with share_access ``a``), then its sealed token.
+_S_COLUMNS = ", ".join("s." + c.strip() for c in _SHARE_COLUMNS.split(","))
+_S_SEALED = "s.token_key_id, s.token_ciphertext"
+# Usable at $n (``Share.usable_at``): neither revoked nor expired.
+_LIVE = "s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ${n})"
 
 
 def _share(row: Sequence[Any]) -> Share:
@@ -33,6 +45,12 @@ def _share(row: Sequence[Any]) -> Share:
         expires_at=None if row[7] is None else float(row[7]),
         revoked_at=None if row[8] is None else float(row[8]),
     )
+
+
+def _sealed(key_id: Any, ciphertext: Any) -> SealedToken | None:
+    if key_id is None or ciphertext is None:
+        return None
+    return SealedToken(key_id=str(key_id), ciphertext=str(ciphertext))
 
 
 class Tx(abc.ABC):
@@ -145,13 +163,13 @@ class SqlStore(ShareStore):
     async def ping(self) -> None:
         await self._fetch("SELECT 1")
 
-    async def create_share(self, share: Share, token_hash: str) -> None:
+    async def create_share(self, share: Share, token_hash: str, sealed: SealedToken | None = None) -> None:
         await self._atomic(
             "create_share",
             lambda tx: tx.execute(
                 "INSERT INTO shares (id, token_hash, token_prefix, session_id, owner_id,"
-                " read_only, label, created_at, expires_at, revoked_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                " read_only, label, created_at, expires_at, revoked_at, token_key_id, token_ciphertext)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 share.id,
                 token_hash,
                 share.token_prefix,
@@ -162,6 +180,8 @@ class SqlStore(ShareStore):
                 share.created_at,
                 share.expires_at,
                 share.revoked_at,
+                None if sealed is None else sealed.key_id,
+                None if sealed is None else sealed.ciphertext,
             ),
             write=True,
         )
@@ -178,31 +198,83 @@ class SqlStore(ShareStore):
         rows = await self._fetch("SELECT token_hash FROM shares WHERE id = $1", share_id)
         return str(rows[0][0]) if rows else None
 
-    async def list_shares(self, session_id: str, owner_id: str) -> list[ShareSummary]:
+    async def list_shares(
+        self, session_id: str, owner_id: str, *, live_at: float | None = None
+    ) -> list[ShareSummary]:
+        args: list[Any] = [session_id, owner_id]
+        live = ""
+        if live_at is not None:
+            args.append(live_at)
+            live = " AND " + _LIVE.format(n=3)
         rows = await self._fetch(
-            f"SELECT {', '.join('s.' + c.strip() for c in _SHARE_COLUMNS.split(','))},"
+            f"SELECT {_S_COLUMNS}, {_S_SEALED},"
             " COUNT(a.user_id), COALESCE(SUM(a.access_count), 0), MAX(a.last_accessed_at)"
             " FROM shares s LEFT JOIN share_access a ON a.share_id = s.id"
-            " WHERE s.session_id = $1 AND s.owner_id = $2"
+            f" WHERE s.session_id = $1 AND s.owner_id = $2{live}"
             " GROUP BY s.id ORDER BY s.created_at DESC, s.id",
-            session_id,
-            owner_id,
+            *args,
         )
         return [
             ShareSummary(
                 share=_share(row),
-                viewers=int(row[9]),
-                access_count=int(row[10]),
-                last_accessed_at=None if row[11] is None else float(row[11]),
+                viewers=int(row[11]),
+                access_count=int(row[12]),
+                last_accessed_at=None if row[13] is None else float(row[13]),
+                sealed=_sealed(row[9], row[10]),
             )
             for row in rows
         ]
+
+    async def shares_opened_by(
+        self, user_id: str, session_ids: list[str] | None = None, *, now: float | None = None
+    ) -> list[OpenedShare]:
+        if session_ids is not None and not session_ids:
+            return []
+        at = time.time() if now is None else now
+        base = (
+            f"SELECT {_S_COLUMNS}, {_S_SEALED},"
+            " a.first_accessed_at, a.last_accessed_at, a.access_count"
+            " FROM share_access a JOIN shares s ON s.id = a.share_id"
+            f" WHERE a.user_id = $1 AND s.owner_id <> $1 AND {_LIVE.format(n=2)}"
+        )
+        order = " ORDER BY a.last_accessed_at DESC, s.created_at DESC, s.id"
+        # One IN list per 500 sessions, all in one transaction (one snapshot).
+        chunks: list[list[str] | None] = [None] if session_ids is None else [
+            session_ids[i : i + 500] for i in range(0, len(session_ids), 500)
+        ]
+
+        async def work(tx: Tx) -> list[Sequence[Any]]:
+            rows: list[Sequence[Any]] = []
+            for chunk in chunks:
+                if chunk is None:
+                    rows.extend(await tx.fetch(base + order, user_id, at))
+                    continue
+                marks = ", ".join(f"${i + 3}" for i in range(len(chunk)))
+                sql = f"{base} AND s.session_id IN ({marks}){order}"
+                rows.extend(await tx.fetch(sql, user_id, at, *chunk))
+            return rows
+
+        rows = await self._atomic("shares_opened_by", work)
+        opened = [
+            OpenedShare(
+                share=_share(row),
+                sealed=_sealed(row[9], row[10]),
+                first_accessed_at=float(row[11]),
+                last_accessed_at=float(row[12]),
+                access_count=int(row[13]),
+            )
+            for row in rows
+        ]
+        if len(chunks) > 1:  # each chunk came sorted; merge them
+            opened.sort(key=lambda o: (-o.last_accessed_at, -o.share.created_at, o.share.id))
+        return opened
 
     async def revoke(self, share_id: str, at: float) -> bool:
         changed = await self._atomic(
             "revoke",
             lambda tx: tx.execute(
-                "UPDATE shares SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                "UPDATE shares SET revoked_at = $1, token_key_id = NULL, token_ciphertext = NULL"
+                " WHERE id = $2 AND revoked_at IS NULL",
                 at,
                 share_id,
             ),
