@@ -95,3 +95,37 @@ async def test_sidebar_with_hashed_tokens_shows_no_dead_links(c: Client, gw: Gat
     await c.call("GET", f"/api/sessions/{sid}", user=BOB, token=share["token"])
     await gw.flush_access()
     assert [r["id"] for r in await sidebar(c, BOB)] == []
+
+
+async def test_share_dialog_flow_as_kagents_ui_drives_it(
+    make_gateway: GatewayFactory, client_for: Callable[[Gateway], Client]
+) -> None:
+    """ShareButton.tsx end to end: create a read-only link, see it listed, copy its link, the viewer
+    opens the page (``getSessionWithEvents`` + ``getSessionTasks`` with ``X-Share-Token``), is read-only
+    and cannot send, then the owner revokes the link by the row's token and the viewer is cut off."""
+    alice, bob, _ = users()
+    gw = await make_gateway(shares__token_storage="encrypted", shares__token_keys=KEY,
+                            public_url="https://kagent.example.com")
+    c = client_for(gw)
+    sid, _ = await chat(c, alice)
+    status, created, _ = await c.call("POST", f"/api/sessions/{sid}/shares", user=alice,
+                                      json_body={"read_only": True})
+    assert status == 201 and created["error"] is False
+    status, listed, _ = await c.call("GET", f"/api/sessions/{sid}/shares", user=alice)
+    row = listed["data"][0]
+    assert status == 200 and row["token"] == created["data"]["token"] and row["read_only"] is True
+    link = f"https://kagent.example.com/agents/demo/echo/chat/{sid}?share={row['token']}"
+    assert created["data"]["url"] == link == row["url"]  # what "Copy link" copies
+    token = link.rsplit("?share=", 1)[1]  # the chat page reads searchParams.get("share")
+    status, page, _ = await c.call("GET", f"/api/sessions/{sid}", user=bob, token=token)
+    assert (status, page["data"]["read_only"]) == (200, True)
+    status, tasks, _ = await c.call("GET", f"/api/sessions/{sid}/tasks", user=bob, token=token)
+    assert status == 200 and tasks["data"]
+    status, sent = await c.say("can I write?", user=bob, context=sid, token=token, version="0.3")
+    assert status == 403 and sent["error"]["message"] == "share link is read-only"
+    status, gone, _ = await c.call("DELETE", f"/api/sessions/{sid}/shares/{row['token']}", user=alice)
+    assert status == 200 and gone["error"] is False
+    status, denied, _ = await c.call("GET", f"/api/sessions/{sid}", user=bob, token=token)
+    assert status == 403 and isinstance(denied["error"], str)  # the UI's toast text
+    status, listed, _ = await c.call("GET", f"/api/sessions/{sid}/shares", user=alice)
+    assert status == 200 and listed.get("data", []) == []

@@ -89,12 +89,11 @@ Identity is resolved exactly as kagent's controller does (``--auth-mode``):
   the first ``user_id`` query parameter (Go's ``url.Values.Get`` after
   percent-decoding, so ``user%5Fid`` counts), else the first ``X-User-Id``
   header, else ``admin@kagent.dev``.
-* ``trusted-proxy`` (``proxy_authn.go``): ``Authorization: Bearer <JWT>`` is
-  decoded **without verification** and the user is its ``sub`` claim; with an
-  ``X-Agent-Name`` header (an agent calling back) the user is ``?user_id=``,
-  else ``X-User-Id``, else the claim (release/v0.10.x; a later revision reads
-  ``?user_id=``/``X-User-Id`` only when no bearer is sent — both let
-  ``X-Agent-Name`` choose the user). No usable identity → 401.
+* ``trusted-proxy`` (``proxy_authn.go``, release/v0.10.x): ``Authorization:
+  Bearer <JWT>`` is required and decoded **without verification**; the user is
+  its ``sub`` claim, but with an ``X-Agent-Name`` header (an agent calling
+  back) it is ``?user_id=``, else ``X-User-Id``, else the claim — so
+  ``X-Agent-Name`` lets a caller choose the user. No bearer or no user → 401.
 """
 
 from __future__ import annotations
@@ -198,15 +197,15 @@ def resolve_user(mode: str, query: str, headers: list[tuple[bytes, bytes]]) -> s
     named = query_user or _header(headers, b"x-user-id")
     if mode == "unsecure":
         return named or DEFAULT_USER
-    claim = ""
-    scheme, _, token = _header(headers, b"authorization").partition(" ")
-    if scheme == "Bearer":
-        claims = _claims(token)
-        if claims is None:
-            return None
-        claim = claims.get("sub", "")
-        if not isinstance(claim, str):
-            claim = ""
+    authorization = _header(headers, b"authorization")
+    if not authorization.startswith("Bearer "):  # strings.CutPrefix(authHeader, "Bearer ")
+        return None
+    claims = _claims(authorization.removeprefix("Bearer "))
+    if claims is None:
+        return None
+    claim = claims.get("sub", "")
+    if not isinstance(claim, str):
+        claim = ""
     if _header(headers, b"x-agent-name"):
         return named or claim or None
     return claim or None
