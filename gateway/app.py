@@ -25,6 +25,7 @@ from gateway.pipeline.identify import Identifier, normalise_header_name, query_k
 from gateway.pipeline.live import LiveConnections, LiveShareCheck
 from gateway.pipeline.outbound import strip_set
 from gateway.pipeline.routes import RouteTable
+from gateway.pipeline.websocket import FrameLimits
 from gateway.profiles import Profile
 from gateway.shares.access import AccessRecorder
 from gateway.shares.api import Ownership, OwnershipProbe, ShareApi, effective_link_template
@@ -71,7 +72,13 @@ def upstream_credentials(settings: Settings, profile: Profile) -> UpstreamCreden
         )
     if mode != "header" and cfg.header is None:
         header = None  # token modes name the user in a header only when asked to
-    return UpstreamCredentials(mode, identity_header=header or None, token=token, signer=signer)
+    return UpstreamCredentials(
+        mode,
+        identity_header=header or None,
+        token=token,
+        signer=signer,
+        query_param=profile.upstream_query_param,
+    )
 
 
 def ownership_probe(
@@ -277,6 +284,15 @@ def create_app(
             - credentials.replaced
             - {normalise_header_name(h) for h in profile.carrier_headers},
             live=app[LIVE],
+            share_param=(profile.share_query_param or settings.shares.query_param)
+            if settings.shares.allow_query_param
+            else None,
+            host_owner=settings.default_owner,
+            ws_limits=FrameLimits(
+                max_frame=settings.limits.max_ws_frame,
+                rate=settings.limits.ws_frames_per_second,
+                burst=settings.limits.ws_frame_burst,
+            ),
             session_id=re.compile(settings.shares.session_id_pattern),
             max_body=settings.limits.max_body,
             guesses=GuessLimiter(

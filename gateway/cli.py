@@ -175,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     claim.add_argument("--force", action="store_true", help="replace an existing owner")
     _add_setting_flags(claim)
     claim.set_defaults(func=cmd_claim)
-    demo = commands.add_parser("demo", help="run the share story against a demo A2A agent")
+    demo = commands.add_parser(
+        "demo", help="run the share story against two demo A2A agents (profiles kagent and a2a)"
+    )
     demo.add_argument("--keep-running", action="store_true", help="leave the demo running")
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -283,6 +283,9 @@ class LimitSettings(_Section):
     max_learned_response: int = Field(default=4 << 20, ge=1024)
     max_headers: int = Field(default=100, ge=10, le=1000)
     max_header_size: int = Field(default=8190, ge=1024, le=65536, description="request line or one header")
+    max_ws_frame: int = Field(default=1 << 20, ge=1024, description="WebSocket frame of a share holder")
+    ws_frames_per_second: float = Field(default=50.0, gt=0, description="a share holder's WebSocket frames")
+    ws_frame_burst: int = Field(default=200, ge=1, description="frames a share holder may send at once")
 
 
 class AccessSettings(_Section):
@@ -306,7 +309,7 @@ class AssertionSettings(_Section):
 class UpstreamAuthSettings(_Section):
     """``upstream_auth``: how the upstream learns the effective user (default: the profile's)."""
 
-    mode: Literal["profile", "header", "bearer", "jwt-assertion"] = "profile"
+    mode: Literal["profile", "header", "bearer", "jwt-assertion", "query"] = "profile"
     header: str | None = Field(default=None, description="identity header name (default: the profile's)")
     token: SecretStr | None = None
     token_file: str | None = None

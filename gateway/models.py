@@ -25,6 +25,8 @@ class Locator(enum.Enum):
     A2A = "a2a"  # the A2A JSON-RPC body (contextId, or a task bound to one)
     QUERY = "query"  # a query parameter holds the session id
     TASK = "task"  # a path parameter holds a task id; its binding gives the session
+    # A WebSocket whose every message the profile's authorizer confines to the share's session.
+    SHARE = "share"
     NONE = "none"  # not session-scoped
 
 
@@ -98,6 +100,11 @@ class RouteMatch:
     def template(self) -> str:
         """Low-cardinality route label for logs and metrics."""
         return self.rule.template if self.rule is not None else "unmatched"
+
+    @property
+    def locator(self) -> Locator:
+        """How the matched rule finds its session (``NONE`` when unmatched)."""
+        return self.rule.locator if self.rule is not None else Locator.NONE
 
     def has_hook(self, hook: str) -> bool:
         return self.rule is not None and hook in self.rule.hooks

@@ -451,7 +451,9 @@ def chart_scenarios(ctx: Context, tmp: Path) -> list[tuple[str, Path | None]]:
         found.append((path.name.removesuffix("-values.yaml"), path))
     for profile in sorted((REPO / "gateway/profiles").glob("*.yaml")):
         path = tmp / f"profile-{profile.stem}.yaml"
-        path.write_text(json.dumps({"config": {"profile": profile.stem}}))
+        # A profile whose upstream needs a token (agent-host's ?tkn=) gets one from the chart's Secret.
+        path.write_text(json.dumps({"config": {"profile": profile.stem},
+                                    "secretEnv": {"SHARE_GATEWAY_UPSTREAM_AUTH__TOKEN": "check-deploy-token"}}))
         found.append((f"profile-{profile.stem}", path))
     if ctx.scenarios:
         found = [s for s in found if s[0] in ctx.scenarios]

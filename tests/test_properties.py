@@ -208,9 +208,16 @@ def test_matched_path_is_the_forwarded_path(segments: list[str], trailing: bool,
     decoded = unquote(raw)
     assert "/./" not in decoded + "/" and "/../" not in decoded + "/"
     match = KAGENT.match(method, path)
-    for value in match.params.values():
+    template = match.rule.template if match.rule is not None else ""
+    rest = template.rsplit("{", 1)[-1].removesuffix("*}") if template.endswith("*}") else None
+    for name, value in match.params.items():
+        if name == rest:  # a prefix rule's rest: exactly the path below the prefix, or nothing
+            fixed = len(template.split("/")) - 2
+            tail = [p for p in raw.split("/")[1:][fixed:] if p]
+            assert value == "/".join(unquote(p) for p in tail)
+            continue
         assert value and "/" not in value
-    if match.rule is not None and trailing:
+    if match.rule is not None and trailing and rest is None:
         assert match.rule.template.endswith("/")  # a trailing slash only matches such templates
 
 
@@ -248,7 +255,7 @@ def test_upstream_effective_user_is_the_caller_or_the_owner_of_the_shared_sessio
     credentials = {"header": HEADER, "bearer": BEARER, "jwt-assertion": PROXY_MODE}[mode]
     request = make_mocked_request("GET", "/api/sessions/s1?" + "&".join(parts), headers=CIMultiDict(headers))
     try:
-        _, query = extract_share_token(request, SharesSettings(),
+        _, query = extract_share_token(request, SharesSettings().query_param,
                                        frozenset(query_key(q) for q in KAGENT_PROFILE.carrier_query))
     except BadRequest:
         return  # two share tokens: answered 400, nothing is forwarded

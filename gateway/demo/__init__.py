@@ -1,1 +1,1 @@
-"""A demo upstream (kagent-style controller + a real a2a-sdk agent) and the share story."""
+"""Demo upstreams (a kagent-style controller; a plain a2a-sdk agent with no users) and the share story."""

@@ -85,6 +85,18 @@ STREAMS_ENDED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+WS_CONNECTIONS = Counter(
+    _P + "websocket_connections_total",
+    "WebSocket connections relayed: through a share (frames checked) or direct.",
+    ["kind"],
+    registry=REGISTRY,
+)
+WS_MESSAGES = Counter(
+    _P + "websocket_messages_total",
+    "Text frames of share holders' connections by direction and verdict (forward, drop, reply, close).",
+    ["direction", "verdict"],
+    registry=REGISTRY,
+)
 DEPENDENCY_UP = Gauge(
     _P + "dependency_up",
     "1 if a dependency (store, redis, upstream) answered its last use or probe (min over workers).",

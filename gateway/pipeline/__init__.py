@@ -61,6 +61,7 @@ from gateway.pipeline.identify import (
 from gateway.pipeline.live import LiveConnections
 from gateway.pipeline.outbound import response_headers, upstream_headers
 from gateway.pipeline.routes import RouteTable, canonical_path
+from gateway.pipeline.websocket import FrameLimits, relay_websocket
 from gateway.profiles import Profile
 from gateway.profiles.hooks import HookContext
 from gateway.shares import tokens
@@ -123,6 +124,9 @@ class Pipeline:
     max_body: int = 16 << 20
     strip: frozenset[str] = frozenset()  # from outbound.strip_set, built at start-up
     query_carriers: frozenset[str] = frozenset()  # the profile's identity query parameters
+    share_param: str | None = "share"  # the query parameter a share token may come in (None: off)
+    host_owner: str | None = None  # ``default_owner``: who may open unshared ``session: share`` routes
+    ws_limits: FrameLimits = field(default_factory=FrameLimits)
     trusted_agents: tuple[Network, ...] = ()
     agent_strip: frozenset[str] = frozenset()  # ``strip`` less the identity carriers
     live: LiveConnections = field(default_factory=LiveConnections)
@@ -196,15 +200,14 @@ class Pipeline:
             )
 
     async def _handle(self, request: web.Request, ex: Exchange) -> web.StreamResponse:
-        path = canonical_path(request.raw_path.partition("?")[0])
-        match = self.routes.match(request.method, path)
+        path, match = self._route(request)
         ex.route = match.template
         ex.a2a_route = match.rule is not None and match.rule.locator is Locator.A2A
         if self._from_trusted_agent(request, match):
-            _, query = extract_share_token(request, self.shares, frozenset())
+            _, query = extract_share_token(request, self.share_param, frozenset())
             ex.decision, ex.reason_id, ex.caller = AS_AGENT.outcome.value, AS_AGENT.reason_id, AGENT.label
             return await self._forward(request, ex, match, AS_AGENT, AGENT, path, query, None)
-        token, query = extract_share_token(request, self.shares, self.query_carriers)
+        token, query = extract_share_token(request, self.share_param, self.query_carriers)
         caller = await self._caller(request, match, token)
         ex.caller = caller.label
         if match.action is Action.SHARE_API:
@@ -230,6 +233,8 @@ class Pipeline:
             raise GatewayError(
                 decision.message, reason_id=decision.reason_id, status=decision.status, headers=headers
             )
+        if decision.outcome is Outcome.AS_CALLER and match.locator is Locator.SHARE:
+            self._host_owner_only(caller)
         if decision.outcome is Outcome.AS_CALLER and self.owners is not None:
             body = await self._owned(request, match, caller, body)
         if decision.shared:
@@ -251,8 +256,14 @@ class Pipeline:
     async def _a2a_call(
         self, request: web.Request, match: RouteMatch, token: str | None, ex: Exchange
     ) -> tuple[bytes | None, A2ACall | None, Action]:
-        """With a share token on an A2A route, read and classify the JSON-RPC body."""
-        if not ex.a2a_route or token is None:
+        """With a share token on an A2A route, read and classify the JSON-RPC body.
+
+        Where the gateway records who owns each context (profile ``a2a``: the
+        agent has no users), every A2A request is read and classified, token or
+        not: ``_owned`` decides from the body whose contexts and tasks it names,
+        so ambiguous bodies are refused for everyone (strict parsing).
+        """
+        if not ex.a2a_route or (token is None and self.owners is None):
             return None, None, match.action
         body = await read_capped(request, self.max_parsed_body)
         if body is None:
@@ -306,6 +317,10 @@ class Pipeline:
         """The session the request provably targets (DESIGN.md "A2A": contextId or task binding)."""
         rule = match.rule
         assert rule is not None
+        if rule.locator is Locator.SHARE:  # the profile's message authorizer confines the socket
+            if not is_websocket(request):
+                return Target(None, "share_needs_websocket")
+            return Target(share.session_id)
         if rule.locator is Locator.PATH and rule.param:
             return Target(self._valid_id(match.params[rule.param]))
         if rule.locator is Locator.QUERY and rule.param:
@@ -417,7 +432,9 @@ class Pipeline:
                 raise PayloadTooLarge()
             data = capped(request.content, self.max_body)
         started = time.perf_counter()
-        url = self.forwarder.url(path, query)
+        url = self.forwarder.url(path, self.credentials.query(query))
+        if is_websocket(request):
+            return await self._websocket(request, ex, decision, caller, url, headers)
         async with self.forwarder.request(request.method, url, headers, data) as upstream:
             ex.upstream_status = upstream.status
             ex.upstream_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -431,7 +448,8 @@ class Pipeline:
                 out = response_headers(upstream.headers, decision=decision, body_replaced=True)
                 out["X-Request-Id"] = ex.request_id
                 return web.Response(body=body, status=upstream.status, reason=upstream.reason, headers=out)
-            if owner_hook and decision.outcome is Outcome.AS_CALLER:
+            owned = owner_hook and decision.outcome is Outcome.AS_CALLER
+            if owned and not (learn and is_sse(content_type)):  # A2A streams: _sse_learner records
                 # Read and recorded to the end even if the client goes away: a session
                 # created upstream must not be left without its owner.
                 replaced = await uncancelled(self.background.spawn(
@@ -455,7 +473,7 @@ class Pipeline:
             on_chunk: Callable[[bytes], Awaitable[None]] | None = None
             buffered: list[bytes] = []
             if learn and is_sse(content_type):
-                on_chunk = self._sse_learner()
+                on_chunk = self._sse_learner(caller.user_id if owned else None)
             elif learn and is_json(content_type):
                 on_chunk = self._json_collector(buffered)
             share = decision.share if decision.shared else None
@@ -467,16 +485,96 @@ class Pipeline:
     async def _owned(
         self, request: web.Request, match: RouteMatch, caller: Caller, body: bytes | None
     ) -> bytes | None:
-        """Gateway-recorded ownership (upstreams without users, e.g. docker-agent).
+        """Gateway-recorded ownership (upstreams without users: docker-agent, plain A2A agents).
 
         A session route reached as the caller is the owner's only: anyone else
         gets 404, as if it did not exist. Batch routes (hook ``owned_ids``)
         must name only the caller's sessions, or nothing is forwarded (403).
         Returns the request body if it had to be read.
+
+        An A2A call (profile ``a2a``; its body was read by ``_a2a_call``) may
+        name only the caller's contexts and tasks, checked before the upstream:
+
+        * every task id (``id``/``taskId``, ``message.taskId``,
+          ``referenceTaskIds``) must be bound to a context the caller owns; an
+          unbound task is looked up once with ``GetTask``. Anything else is
+          answered exactly as an A2A agent answers a task it does not have
+          (``a2a.task_not_found``): someone else's task and no task look alike;
+        * a message's ``contextId`` must be the caller's; one nobody owns yet
+          (A2A lets the client choose a new context's id) is recorded as theirs
+          first (first writer wins); someone else's is refused (403);
+        * ``ListTasks`` must name one of the caller's contexts in its
+          ``contextId`` filter (403 otherwise, whether the context is someone
+          else's or nobody's);
+        * a method outside the A2A method table is refused (403, -32601): the
+          gateway cannot tell whose data it touches.
+
+        A message naming no context starts a new conversation: the context of
+        its answer is recorded as the caller's (``_owner_hooks``, ``_sse_learner``).
         """
         assert self.owners is not None
         rule = match.rule
         if rule is None:
+            return body
+        if rule.locator is Locator.A2A:
+            assert body is not None  # read by _a2a_call on every A2A route of these profiles
+            user = caller.user_id
+            if user is None:  # only a verified caller acts as themself here (decide)
+                raise Forbidden("authentication required", reason_id="identity_missing")
+            call = a2a.parse_call(body, strict=True)
+            if call is None:
+                raise JsonRpcError(
+                    "method not found", code=-32601, request_id=a2a.request_id_of(body),
+                    reason_id="a2a_method_unknown", status=403,
+                )
+            for value in (call.context_id, *call.task_ids):
+                if value is not None and not self.session_id.match(value):
+                    raise JsonRpcError(
+                        "session or task id has an invalid format", code=-32602,
+                        request_id=call.request_id, reason_id="session_id_invalid", status=400,
+                    )
+            if len(call.task_ids) > MAX_TASK_IDS:
+                raise JsonRpcError(
+                    f"at most {MAX_TASK_IDS} task ids per request", code=-32602,
+                    request_id=call.request_id, reason_id="a2a_too_many_tasks", status=400,
+                )
+            for task_id in call.task_ids:
+                context = await self.bindings.context_of(task_id)
+                if context is None and (user, task_id) not in self._unbound:
+                    data, extra = a2a.get_task_request(call.version, task_id)
+                    headers: CIMultiDict[str] = CIMultiDict()
+                    self.credentials.apply(headers, user)
+                    headers.update(extra)
+                    url = self.forwarder.url(request.raw_path.partition("?")[0])
+                    status, raw = await self.forwarder.fetch(
+                        "POST", url, headers, data, self.max_learned_response
+                    )
+                    if not 200 <= status < 300:
+                        raise GatewayError(
+                            "upstream could not be asked about a task", reason_id="a2a_task_lookup_failed",
+                            status=502,
+                        )
+                    await self.bindings.learn(a2a.bindings_in_json(raw))
+                    context = await self.bindings.context_of(task_id)
+                    if context is None:
+                        self._unbound[(user, task_id)] = True
+                if context is None or await self.owners.owner_of(context) != user:
+                    raise a2a.task_not_found(call.request_id, "a2a_task_not_owner")
+            if call.context_id is None:
+                if call.method in a2a.LIST_METHODS:
+                    raise JsonRpcError(
+                        "ListTasks needs a contextId filter naming one of your conversations", code=-32602,
+                        request_id=call.request_id, reason_id="a2a_list_unfiltered", status=403,
+                    )
+                return body
+            owner = await self.owners.owner_of(call.context_id)
+            if owner is None and call.has_message:
+                owner = await self.owners.record(call.context_id, user)
+            if owner != user:
+                raise JsonRpcError(
+                    "contextId is not one of your conversations", code=-32003,
+                    request_id=call.request_id, reason_id="a2a_context_not_owner", status=403,
+                )
             return body
         if (
             rule.locator is Locator.PATH
@@ -541,9 +639,33 @@ class Pipeline:
         boundary; one over ``limits.max_learned_response`` bytes, or a listing
         that is not a JSON list, is never relayed unrecorded or unfiltered:
         ``GatewayError`` 502 (fail closed).
+
+        On an A2A route (profile ``a2a``; SSE answers go to ``_sse_learner``)
+        a 2xx JSON answer teaches task bindings, and the context its result
+        names is the caller's: ``_owned`` let through only calls naming the
+        caller's contexts and tasks, so a context without a record is a new
+        conversation's and is recorded as theirs (first writer wins). An answer
+        naming someone else's context is never relayed (502).
         """
         raw = await self._read_answer(upstream)
         status: int = upstream.status
+        rule = match.rule
+        if rule is not None and rule.locator is Locator.A2A:
+            if 200 <= status < 300 and is_json(upstream.headers.get("Content-Type", "")):
+                await self.bindings.learn(a2a.bindings_in_json(raw))
+                context = a2a.context_in_answer(raw)
+                user = caller.user_id
+                if (
+                    self.owners is not None
+                    and user is not None
+                    and context is not None
+                    and not await self.owners.adopt(context, user)
+                ):
+                    raise GatewayError(
+                        "upstream answered with another user's conversation",
+                        reason_id="a2a_context_taken", status=502,
+                    )
+            return raw
         if self.owners is None or not 200 <= status < 300 or caller.user_id is None or not raw:
             return raw  # an error, an anonymous or trusted-agent caller, or a HEAD answer
         try:
@@ -578,6 +700,60 @@ class Pipeline:
             raise BadRequest("session or task id has an invalid format", reason_id="session_id_invalid")
         return value
 
+    def _route(self, request: web.Request) -> tuple[str, RouteMatch]:
+        """The canonical raw path and its route.
+
+        Share API paths may carry a session id that is itself a URI, percent-
+        encoded as one segment (an agent host's ``ahp-session:/…``; DESIGN.md
+        "Share management API"): the gateway serves them itself and never
+        forwards them, so on those routes alone encoded ``/`` and ``:`` are
+        accepted, dot segments never.
+        """
+        raw = request.raw_path.partition("?")[0]
+        try:
+            path = canonical_path(raw)
+        except BadRequest:
+            match = self.routes.match(request.method, raw)
+            if match.action is not Action.SHARE_API or not _SHARE_API_PATH.match(raw) or any(
+                v in ("", ".", "..") or not v.isprintable() for v in match.params.values()
+            ):
+                raise
+            return raw, match
+        return path, self.routes.match(request.method, path)
+
+    def _host_owner_only(self, caller: Caller) -> None:
+        """Without a share, a ``session: share`` route (a whole agent host) is its owner's alone."""
+        if self.host_owner is None or caller.user_id != self.host_owner:
+            raise Forbidden(
+                "only the host's owner connects without a share link", reason_id="host_owner_only"
+            )
+
+    async def _websocket(
+        self,
+        request: web.Request,
+        ex: Exchange,
+        decision: Decision,
+        caller: Caller,
+        url: Any,
+        headers: CIMultiDict[str],
+    ) -> web.StreamResponse:
+        """Relay a WebSocket; a share holder's frames pass the profile's message authorizer."""
+        offered = request.headers.get("Sec-WebSocket-Protocol", "")
+        protocols = [p.strip() for p in offered.split(",") if p.strip()]
+        share = decision.share if decision.shared else None
+        async with self.forwarder.websocket(url, headers, protocols, self.ws_limits.max_frame) as upstream:
+            ex.upstream_status = 101
+            return await relay_websocket(
+                request,
+                upstream,
+                authorizer=self.profile.authorizer,
+                share=share,
+                caller=caller,
+                live=self.live,
+                limits=self.ws_limits,
+                background=self.background,
+            )
+
     def _from_trusted_agent(self, request: web.Request, match: RouteMatch) -> bool:
         """Is this the upstream's own agent calling it (TCP peer in ``trusted_agents``)?
 
@@ -604,12 +780,27 @@ class Pipeline:
             known = self._proxies[peer] = in_networks(peer, self.trusted_proxies)
         return known
 
-    def _sse_learner(self) -> Callable[[bytes], Awaitable[None]]:
+    def _sse_learner(self, owner: str | None = None) -> Callable[[bytes], Awaitable[None]]:
+        """Learn task bindings from every event of an A2A stream as it is relayed.
+
+        With ``owner`` (profile ``a2a``, a stream answering that caller), the
+        context the first event names is theirs, as in ``_owner_hooks``:
+        recorded if it had no record, before the event reaches the client; a
+        stream naming another user's context is cut (``StreamAborted``).
+        """
         scanner = a2a.SseScanner(self.max_learned_response)
+        pending = [owner]
 
         async def learn(chunk: bytes) -> None:
             for event in scanner.feed(chunk):
                 await self.bindings.learn(a2a.bindings_in_json(event))
+                user = pending[0]
+                if user is not None and self.owners is not None:
+                    context = a2a.context_in_answer(event)
+                    if context is not None:
+                        pending[0] = None
+                        if not await self.owners.adopt(context, user):
+                            raise StreamAborted("upstream answered with another user's conversation")
 
         return learn
 
@@ -647,6 +838,14 @@ class Pipeline:
             headers=out,
             content_type="application/json",
         )
+
+
+_SHARE_API_PATH = re.compile(r"^/api/sessions/[^/]+/shares(?:/[^/]+)?$")
+
+
+def is_websocket(request: web.Request) -> bool:
+    """A WebSocket upgrade request (RFC 6455 §4.1: GET with ``Upgrade: websocket``)."""
+    return request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 def session_ids_of(raw: bytes) -> list[str]:

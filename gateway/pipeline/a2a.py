@@ -43,6 +43,8 @@ METHODS: dict[str, tuple[str, Action, str, tuple[str, ...]]] = {
     "GetExtendedAgentCard": ("1.0", Action.READ, _NONE, ()),
 }
 GET_TASK = {"0.3": "tasks/get", "1.0": "GetTask"}
+# Calls whose only session id is the ``contextId`` filter (ListTasks, kagent's ``tasks/list``).
+LIST_METHODS = frozenset(m for m, (_, _, shape, _) in METHODS.items() if shape == _LIST)
 # snake_case spellings some parsers accept as aliases: with a share token a body
 # naming both is ambiguous (which one does the upstream read?), so it is rejected.
 _SNAKE_TWINS = frozenset({"context_id", "task_id", "reference_task_ids", "task_ids"})
@@ -103,7 +105,8 @@ def parse_call(raw: bytes, *, strict: bool) -> A2ACall | None:
 
     Returns ``None`` for a well-formed request whose method is not in the A2A
     method table (it can never be attributed to a session). With ``strict``
-    (a share token is present) ambiguous bodies are rejected: batches, non-object
+    (a share token is present, or the gateway records who owns each context:
+    profile ``a2a``) ambiguous bodies are rejected: batches, non-object
     ``params``, duplicate keys and snake_case id twins (DESIGN.md "A2A").
     Raises ``JsonRpcError`` (HTTP 400) for malformed input.
     """
@@ -119,7 +122,7 @@ def parse_call(raw: bytes, *, strict: bool) -> A2ACall | None:
         raise _invalid("request body is nested too deeply")
     if isinstance(body, list):
         if strict:
-            raise _invalid("batch requests are not accepted with a share token")
+            raise _invalid("batch requests are not accepted")
         return None
     if not isinstance(body, dict):
         raise _invalid("JSON-RPC request must be an object")
@@ -153,10 +156,17 @@ def parse_call(raw: bytes, *, strict: bool) -> A2ACall | None:
     elif shape == _LIST:
         context_id = _str_id(params.get("contextId"), "contextId", request_id)
     elif shape == _TASK:
-        task_id = _str_id(params.get(task_keys[0]), task_keys[0], request_id)
-        if task_id is None:
+        # Where the table names the task ``id``, a ``taskId`` beside it is a task id
+        # too: implementations differ on which one they read (fasta2a's
+        # tasks/pushNotificationConfig/list and /delete read ``taskId``), so
+        # every one present must be attributable.
+        keys = (*task_keys, *_TASK_ID) if task_keys == _ID else task_keys
+        for key in keys:
+            value = _str_id(params.get(key), key, request_id)
+            if value is not None and value not in task_ids:
+                task_ids.append(value)
+        if not task_ids:
             raise _invalid(f"params.{task_keys[0]} is required", request_id, -32602)
-        task_ids.append(task_id)
     return A2ACall(
         method=method,
         version=version,
@@ -248,6 +258,45 @@ def bindings_in_json(raw: bytes) -> list[tuple[str, str]]:
         return []
     root = body.get("result") if "jsonrpc" in body else body.get("data")
     return bindings_in(root)
+
+
+# Where an answer's own context is: the result itself (v0.3 Task, Message and
+# stream events), or one of v1.0's wrappers around them. Nothing else: agent
+# output (metadata, artifact data) must never name the context an answer is in.
+_CONTEXT_WRAPPERS = ("task", "message", "statusUpdate", "artifactUpdate")
+
+
+def context_in_answer(raw: bytes) -> str | None:
+    """The ``contextId`` of a JSON-RPC answer's ``result`` (a JSON body or one SSE event's data).
+
+    Read only from the result object itself or from v1.0's ``task`` /
+    ``message`` / ``statusUpdate`` / ``artifactUpdate`` wrapper in it; lists
+    (``ListTasks``' tasks) are not looked at. ``None`` for errors, malformed
+    JSON and results without a context.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    result = body.get("result") if isinstance(body, dict) else None
+    if not isinstance(result, dict):
+        return None
+    candidates = [result, *(result.get(key) for key in _CONTEXT_WRAPPERS)]
+    for obj in candidates:
+        context = obj.get("contextId") if isinstance(obj, dict) else None
+        if isinstance(context, str) and context:
+            return context
+    return None
+
+
+def task_not_found(request_id: Any, reason_id: str) -> JsonRpcError:
+    """The answer for a task that is not the caller's: exactly an A2A agent's own "no such task".
+
+    A2A's ``TaskNotFoundError`` (-32001, "Task not found"; a2a-sdk and fasta2a
+    word it so) with HTTP 200, as JSON-RPC servers send their errors: a task of
+    someone else's and a task that does not exist cannot be told apart.
+    """
+    return JsonRpcError("Task not found", code=-32001, request_id=request_id, reason_id=reason_id, status=200)
 
 
 def rewrite_agent_card(raw: bytes, endpoint: str) -> bytes | None:

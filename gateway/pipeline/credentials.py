@@ -7,6 +7,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 from cachetools import TTLCache
@@ -17,7 +18,7 @@ from multidict import CIMultiDict
 from gateway.observe.logging import get_logger
 
 log = get_logger("gateway.credentials")
-MODES = frozenset({"header", "bearer", "jwt-assertion"})
+MODES = frozenset({"header", "bearer", "jwt-assertion", "query"})
 
 
 class AssertionSigner:
@@ -86,7 +87,11 @@ class UpstreamCredentials:
     ``--auth-token``); the identity header too if one is named.
     ``jwt-assertion``: ``Authorization: Bearer <JWT for the user>`` signed by
     the gateway (kagent's trusted-proxy mode reads the user from a claim).
-    In the last two modes the client's own ``Authorization`` never travels.
+    ``query``: the static token in the query parameter ``query_param`` (VS
+    Code's agent host checks ``?tkn=`` at the WebSocket upgrade); the
+    client's own value of it never travels (the profile lists it as an
+    identity carrier).
+    In the token modes the client's own ``Authorization`` never travels.
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class UpstreamCredentials:
         identity_header: str | None,
         token: str | None = None,
         signer: AssertionSigner | None = None,
+        query_param: str | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"upstream_auth.mode must be one of {sorted(MODES)}")
@@ -105,14 +111,28 @@ class UpstreamCredentials:
             )
         if mode == "jwt-assertion" and signer is None:
             raise ValueError("upstream_auth.mode jwt-assertion needs a signer")
+        if mode == "query" and not (token and query_param):
+            raise ValueError(
+                "upstream_auth.mode query needs upstream_auth.token or upstream_auth.token_file"
+                " and the profile's query parameter"
+            )
         self.mode = mode
+        self._query = ""
+        if mode == "query":
+            self._query = f"{quote(query_param or '', safe='')}={quote(token or '', safe='')}"
         self.identity_header = identity_header
-        self._bearer = f"Bearer {token}" if token else None
+        self._bearer = f"Bearer {token}" if token and mode == "bearer" else None
         self.signer = signer
-        replaced = {"authorization"} if mode != "header" else set()
+        replaced = {"authorization"} if mode in ("bearer", "jwt-assertion") else set()
         if identity_header:
             replaced.add(identity_header.lower().replace("_", "-"))
         self.replaced = frozenset(replaced)  # names stripped from the client's request
+
+    def query(self, forwarded: str) -> str:
+        """The upstream's query string: ``forwarded`` plus the token in ``query`` mode."""
+        if not self._query:
+            return forwarded
+        return f"{forwarded}&{self._query}" if forwarded else self._query
 
     def apply(self, headers: CIMultiDict[str], user: str | None) -> None:
         """Add the credentials for ``user`` (``None``: an anonymous caller on a public route)."""

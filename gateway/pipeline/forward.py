@@ -92,6 +92,41 @@ class Forwarder:
         finally:
             response.release()
 
+    @asynccontextmanager
+    async def websocket(
+        self, url: URL, headers: CIMultiDict[str], protocols: list[str], max_frame: int
+    ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """Open a WebSocket to the upstream; closed on exit.
+
+        Raises ``UpstreamUnreachable`` (502) when it cannot be reached or
+        refuses the upgrade (its status is logged, not relayed: a refusal of
+        the gateway's own credentials is a configuration error, never the
+        client's), ``UpstreamTimeout`` (504) when it does not answer in time.
+        """
+        assert self._session is not None, "Forwarder.start() was not called"
+        try:
+            ws = await self._session.ws_connect(
+                url,
+                headers=headers,
+                protocols=protocols,
+                autoping=False,
+                max_msg_size=max_frame,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            metrics.child(metrics.UPSTREAM_ERRORS, "websocket_refused").inc()
+            raise UpstreamUnreachable() from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            metrics.child(metrics.UPSTREAM_ERRORS, "timeout").inc()
+            raise UpstreamTimeout() from exc
+        except aiohttp.ClientError as exc:
+            metrics.child(metrics.UPSTREAM_ERRORS, "unreachable").inc()
+            raise UpstreamUnreachable() from exc
+        try:
+            yield ws
+        finally:
+            await ws.close()
+
     async def fetch(
         self, method: str, url: URL, headers: CIMultiDict[str], data: bytes | None, limit: int
     ) -> tuple[int, bytes]:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from multidict import CIMultiDictProxy
 
-from gateway.config import AuthSettings, JwtSettings, Network, SharesSettings
+from gateway.config import AuthSettings, JwtSettings, Network
 from gateway.errors import BadRequest, Unauthenticated
 from gateway.models import Caller
 
@@ -103,13 +103,15 @@ def _names_carrier(part: str, carriers: frozenset[str]) -> bool:
 
 
 def extract_share_token(
-    request: web.Request, shares: SharesSettings, carriers: frozenset[str]
+    request: web.Request, share_param: str | None, carriers: frozenset[str]
 ) -> tuple[str | None, str]:
     """Return ``(token, query)`` where ``query`` is the raw query string to forward.
 
-    The token comes from ``X-Share-Token`` or, when ``shares.allow_query_param``
-    is on, the ``share`` query parameter (browser ``EventSource`` cannot send
-    headers); that parameter is removed from the forwarded query. Two differing
+    The token comes from ``X-Share-Token`` or the ``share_param`` query
+    parameter (``shares.query_param`` when ``shares.allow_query_param`` is on,
+    else ``None``: browser ``EventSource`` cannot send headers; a profile may
+    name another, e.g. agent-host's ``tkn``); that parameter is removed from
+    the forwarded query. Two differing
     tokens, or repeated ones, are a 400. Every parameter named in ``carriers``
     (the profile's identity query parameters, keys as ``query_key`` gives them)
     is removed, every duplicate and spelling of it (DESIGN.md "Identity
@@ -118,7 +120,6 @@ def extract_share_token(
     """
     token = _single(request.headers, SHARE_TOKEN_HEADER)
     raw_query = request.rel_url.raw_query_string
-    share_param = shares.query_param if shares.allow_query_param else None
     if not raw_query or (share_param is None and not carriers):
         return (token or None), raw_query
     kept: list[str] = []

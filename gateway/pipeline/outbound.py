@@ -25,7 +25,13 @@ HOP_BY_HOP = frozenset(
         "proxy-authorization",
     }
 )
-_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect"}
+# The WebSocket handshake's own fields: the gateway's client to the upstream makes its own
+# (RFC 6455 §4.1); the subprotocol is passed on separately.
+WEBSOCKET_HANDSHAKE = frozenset(
+    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept",
+     "sec-websocket-protocol"}
+)
+_REQUEST_DROP = HOP_BY_HOP | WEBSOCKET_HANDSHAKE | {"host", "content-length", "expect"}
 # Headers describing the client's own identity, meaningless (and misleading)
 # once the request acts as the session owner.
 _CALLER_CREDENTIALS = frozenset({"authorization", "cookie"})

@@ -12,7 +12,7 @@ import yaml
 
 from gateway.models import Action, Locator, RouteRule
 from gateway.profiles import hooks as response_hooks
-from gateway.profiles.hooks import ResponseHook
+from gateway.profiles.hooks import MessageAuthorizer, ResponseHook
 from gateway.profiles.links import Links
 from gateway.profiles.links import parse as parse_links
 
@@ -48,6 +48,12 @@ class Profile:
     carrier_query: frozenset[str] = frozenset()
     # The profile's own answer rewriters (``hook_module``), by hook name.
     response_hooks: Mapping[str, ResponseHook] = field(default_factory=dict)
+    # Its WebSocket message authorizer (``hook_module``'s ``MESSAGE_AUTHORIZER``).
+    authorizer: MessageAuthorizer | None = None
+    # The query parameter a share token may come in, if not ``shares.query_param``
+    # (agent-host: ``tkn``, where an unmodified client sends its connection token).
+    share_query_param: str | None = None
+    upstream_query_param: str | None = None  # ``upstream_auth.mode: query``: the token's parameter
 
     def response_hook(self, rule: RouteRule | None) -> ResponseHook | None:
         """The response hook a route uses, if any (at most one per route)."""
@@ -111,6 +117,11 @@ def parse(data: Any) -> Profile:
         problems.append(str(exc))
         module_hooks = {}
     known = HOOKS | frozenset(module_hooks)
+    try:
+        authorizer = response_hooks.load_authorizer(data.get("hook_module"))
+    except (ValueError, ImportError) as exc:
+        problems.append(str(exc))
+        authorizer = None
     rules = [_rule(i, raw, problems, known) for i, raw in enumerate(data.get("routes") or [])]
     ownership = data.get("ownership") or {}
     upstream_auth = data.get("upstream_auth") or {}
@@ -123,6 +134,8 @@ def parse(data: Any) -> Profile:
     links = parse_links(data, problems)
     if links.placeholders and mode != "upstream-probe":
         problems.append("links.placeholders: need ownership.mode upstream-probe (they come from its answer)")
+    if authorizer is None and any(r is not None and r.locator is Locator.SHARE for r in rules):
+        problems.append("session: share needs a hook_module with a MESSAGE_AUTHORIZER")
     if problems:
         raise ProfileError(problems)
     return Profile(
@@ -138,6 +151,9 @@ def parse(data: Any) -> Profile:
         carrier_headers=frozenset(carrier_headers),
         carrier_query=frozenset(carrier_query),
         response_hooks=dict(module_hooks),
+        authorizer=authorizer,
+        share_query_param=data.get("share_query_param"),
+        upstream_query_param=upstream_auth.get("param"),
     )
 
 

@@ -1,4 +1,4 @@
-"""Response hooks: a profile's own functions that rewrite an upstream answer, kept out of the pipeline core.
+"""A profile's own hooks, kept out of the pipeline core: answer rewriters and WebSocket message authorizers.
 
 A profile names a module of this package (``hook_module: kagent_hooks``);
 that module exports ``RESPONSE_HOOKS``, a mapping from hook name to an async
@@ -8,6 +8,10 @@ function. A route lists the hooks it uses (``hooks: [read_only_flag]``). For a
 returns. Hooks see the request only through ``HookContext``: who asked, what
 the gateway decided, the route's path parameters, and two narrow services
 (fetch from the upstream as a given user; the shares a user has opened).
+
+The same module may export ``MESSAGE_AUTHORIZER``, a ``MessageAuthorizer``
+that decides, frame by frame, what a WebSocket connection opened through a
+share may send and receive.
 """
 
 from __future__ import annotations
@@ -57,3 +61,75 @@ def load(module: str | None) -> Mapping[str, ResponseHook]:
     if not isinstance(hooks, Mapping):
         raise ValueError(f"hook_module {module!r} has no RESPONSE_HOOKS mapping")
     return hooks
+
+
+# -- message authorizers (WebSocket; DESIGN.md "WebSocket and message-level authorization") --
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Relay the message; ``message`` replaces it when the authorizer rewrote it."""
+
+    message: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Relay nothing (``reason`` is logged and counted)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Relay nothing; answer the sender with ``message`` (e.g. a JSON-RPC error)."""
+
+    message: dict[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the connection with a WebSocket close ``code`` and ``reason``."""
+
+    code: int
+    reason: str
+
+
+Verdict = Forward | Drop | Reply | Close
+
+
+class MessageAuthorizer:
+    """A profile's per-frame policy for WebSocket connections opened through a share.
+
+    Subclasses are pure: ``open`` builds the connection's state from the share
+    and the caller; ``from_client`` and ``from_upstream`` map (state, parsed
+    JSON message) to a ``Verdict`` and may update the state (subscriptions,
+    pending requests); none of them does I/O. Owner connections (no share)
+    never reach an authorizer: they are relayed as they are.
+    """
+
+    binary_allowed = False  # may share holders send binary frames?
+
+    def open(self, share: Share, caller: Caller) -> Any:
+        """The connection's state."""
+        raise NotImplementedError
+
+    def from_client(self, state: Any, message: Any) -> Verdict:
+        """A frame from the share holder, bound for the upstream."""
+        raise NotImplementedError
+
+    def from_upstream(self, state: Any, message: Any) -> Verdict:
+        """A frame from the upstream, bound for the share holder."""
+        raise NotImplementedError
+
+
+def load_authorizer(module: str | None) -> MessageAuthorizer | None:
+    """The ``MESSAGE_AUTHORIZER`` of ``gateway.profiles.<module>``, if it has one."""
+    if module is None:
+        return None
+    loaded: Any = importlib.import_module(f"{__package__}.{module}")
+    authorizer = getattr(loaded, "MESSAGE_AUTHORIZER", None)
+    if authorizer is not None and not isinstance(authorizer, MessageAuthorizer):
+        raise ValueError(f"hook_module {module!r}: MESSAGE_AUTHORIZER is not a MessageAuthorizer")
+    return authorizer

@@ -1,4 +1,4 @@
-"""Session owners recorded by the gateway, for upstreams without users (docker-agent)."""
+"""Session owners recorded by the gateway, for upstreams without users (docker-agent, plain A2A agents)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from gateway.tasks import Background, uncancelled
 
 
 class OwnerDirectory:
-    """Who owns a session: the caller whose ``POST /api/sessions`` created it.
+    """Who owns a session: the caller whose request created it (docker-agent's
+    ``POST /api/sessions``; an A2A message that opened a context).
 
     Stored in the store of record, cached in Redis (when configured) and
     in-process for ``ttl`` seconds. A session without a record belongs to
@@ -73,18 +74,31 @@ class OwnerDirectory:
     async def owns(self, session_id: str, user_id: str | None) -> bool:
         return user_id is not None and await self.owner_of(session_id) == user_id
 
-    async def record(self, session_id: str, owner: str) -> None:
-        """Record the creator of a new session (the first record wins).
+    async def record(self, session_id: str, owner: str) -> str:
+        """Record the creator of a new session; returns the session's owner of record.
 
+        The first record wins, atomically (the store's insert-unless-present):
+        the answer is ``owner`` unless someone else's record came first.
         Raises ``DependencyUnavailable`` if the store cannot take it. A
         cancelled caller waits for the record to complete, then is cancelled.
         """
         write = self._tasks.spawn(
             self._record(session_id, owner), name="record-owner", expected=(DependencyUnavailable,)
         )
-        await uncancelled(write)
+        return await uncancelled(write)
 
-    async def _record(self, session_id: str, owner: str) -> None:
+    async def adopt(self, session_id: str, user: str) -> bool:
+        """Is the session ``user``'s? True if it is (``default_owner`` included), or if it had
+        no record and is now recorded as theirs; False if another user's record came first.
+
+        For a session an answer to ``user`` names: one their own request created
+        (profile ``a2a``: the context of a new conversation).
+        """
+        if await self.owner_of(session_id) == user:
+            return True
+        return await self.record(session_id, user) == user
+
+    async def _record(self, session_id: str, owner: str) -> str:
         try:
             await self._store.set_session_owner(session_id, owner, time.time())
             owner = await self._store.session_owner(session_id) or owner
@@ -92,6 +106,7 @@ class OwnerDirectory:
             raise DependencyUnavailable() from exc
         self._cache[session_id] = owner
         await self._shared_put(session_id, owner)
+        return owner
 
     async def _shared_get(self, session_id: str) -> str | None:
         shared = self._shared
