@@ -51,6 +51,7 @@ bench: $(VENV)/.installed
 	scripts/with-services.sh $(PY) -m bench.run
 	scripts/with-services.sh $(PY) -m bench.lookup_cost --redis $${SHARE_GATEWAY_TEST_REDIS:-redis://127.0.0.1:6379/0}
 	scripts/with-services.sh $(PY) -m bench.revocation
+	scripts/with-services.sh $(PY) -m bench.websocket
 
 ## soak: 10 minutes of mixed traffic with revocations and Redis restarts (RSS, fds, wrong allows)
 soak: $(VENV)/.installed

@@ -121,7 +121,8 @@ async def measure(gw: str, direct: str, token: str, messages: int, sockets: int,
     shared_url, direct_url = f"{gw}/?tkn={quote(token)}", f"{direct}/?tkn={TOKEN}"
     holder = {"X-Forwarded-User": "viewer"}
     out: dict[str, float] = {}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
+    connector = aiohttp.TCPConnector(limit=0)  # one connection per open socket: no pool cap
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as http:
         for name, url, headers in (("gateway", shared_url, holder), ("direct", direct_url, {})):
             ws = await open_peer(http, url, headers)
             await latency(ws, 200)  # warm up
