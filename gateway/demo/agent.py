@@ -148,6 +148,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import request_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.demo.capture import capturing
+
 DEFAULT_USER = "admin@kagent.dev"
 AGENT_REF = "demo/echo"
 AGENT_PATH = "/api/a2a/demo/echo"
@@ -1201,38 +1203,8 @@ def build_app(base_url: str, *, capture: bool = False, auth_mode: str = "unsecur
     app = Controller(base_url, auth_mode)
     if not capture:
         return app
-    captured: list[dict[str, Any]] = []
-
-    async def capturing(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        if scope["path"] == "/_demo/requests":
-            if scope["method"] == "DELETE":
-                captured.clear()
-            await JSONResponse(captured)(scope, receive, send)
-            return
-        # Recorded before the app runs, so a request is visible here before its response is sent.
-        record: dict[str, Any] = {
-            "method": scope["method"],
-            "path": scope["raw_path"].decode("latin-1"),
-            "query": scope["query_string"].decode("latin-1"),
-            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
-            "body": "",
-            "effective_user": resolve_user(
-                auth_mode, scope["query_string"].decode("latin-1"), scope["headers"]
-            ),
-        }
-        captured.append(record)
-
-        async def tap() -> Message:
-            event = await receive()
-            record["body"] += event.get("body", b"").decode("utf-8", "replace")
-            return event
-
-        await app(scope, tap, send)
-
-    return capturing
+    return capturing(app, note=lambda scope: {"effective_user": resolve_user(
+        auth_mode, scope["query_string"].decode("latin-1"), scope["headers"])})
 
 
 def main(argv: list[str] | None = None) -> None:

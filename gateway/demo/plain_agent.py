@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
 
 import uvicorn
 from a2a.helpers import get_message_text, new_task_from_user_message, new_text_part
@@ -31,8 +30,9 @@ from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
 from a2a.server.tasks import InMemoryPushNotificationConfigStore, InMemoryTaskStore, TaskUpdater
 from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill, TaskState
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
+
+from gateway.demo.capture import capturing
 
 
 class EchoExecutor(AgentExecutor):
@@ -102,38 +102,6 @@ def build_app(url: str) -> Starlette:
         *create_jsonrpc_routes(handler, rpc_url="/", enable_v0_3_compat=True),
     ]
     return Starlette(routes=routes)
-
-
-def capturing(app: ASGIApp) -> ASGIApp:
-    """``app`` recording every HTTP request it receives, listed at ``/_demo/requests``."""
-    captured: list[dict[str, Any]] = []
-
-    async def capture(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        if scope["path"] == "/_demo/requests":
-            if scope["method"] == "DELETE":
-                captured.clear()
-            await JSONResponse(captured)(scope, receive, send)
-            return
-        record: dict[str, Any] = {
-            "method": scope["method"],
-            "path": scope["raw_path"].decode("latin-1"),
-            "query": scope["query_string"].decode("latin-1"),
-            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
-            "body": "",
-        }
-        captured.append(record)
-
-        async def tap() -> Message:
-            event = await receive()
-            record["body"] += event.get("body", b"").decode("utf-8", "replace")
-            return event
-
-        await app(scope, tap, send)
-
-    return capture
 
 
 def main(argv: list[str] | None = None) -> None:

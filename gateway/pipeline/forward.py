@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import aiohttp
@@ -21,6 +21,25 @@ CHUNK = 64 * 1024
 
 class StreamAborted(Exception):
     """The upstream failed after the response started; the client connection is cut."""
+
+
+@contextmanager
+def _upstream_errors() -> Iterator[None]:
+    """Connecting to the upstream: a timeout is ``UpstreamTimeout`` (504); a refused WebSocket
+    upgrade or any other client error ``UpstreamUnreachable`` (502); each counted by kind."""
+    try:
+        yield
+    except PayloadTooLarge:
+        raise
+    except aiohttp.WSServerHandshakeError as exc:
+        metrics.child(metrics.UPSTREAM_ERRORS, "websocket_refused").inc()
+        raise UpstreamUnreachable() from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        metrics.child(metrics.UPSTREAM_ERRORS, "timeout").inc()
+        raise UpstreamTimeout() from exc
+    except aiohttp.ClientError as exc:
+        metrics.child(metrics.UPSTREAM_ERRORS, "unreachable").inc()
+        raise UpstreamUnreachable() from exc
 
 
 class Forwarder:
@@ -75,18 +94,10 @@ class Forwarder:
         it does not answer in time.
         """
         assert self._session is not None, "Forwarder.start() was not called"
-        try:
+        with _upstream_errors():
             response = await self._session.request(
                 method, url, headers=headers, data=data, allow_redirects=False
             )
-        except PayloadTooLarge:
-            raise
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            metrics.child(metrics.UPSTREAM_ERRORS, "timeout").inc()
-            raise UpstreamTimeout() from exc
-        except aiohttp.ClientError as exc:
-            metrics.child(metrics.UPSTREAM_ERRORS, "unreachable").inc()
-            raise UpstreamUnreachable() from exc
         try:
             yield response
         finally:
@@ -104,7 +115,7 @@ class Forwarder:
         client's), ``UpstreamTimeout`` (504) when it does not answer in time.
         """
         assert self._session is not None, "Forwarder.start() was not called"
-        try:
+        with _upstream_errors():
             ws = await self._session.ws_connect(
                 url,
                 headers=headers,
@@ -113,15 +124,6 @@ class Forwarder:
                 max_msg_size=max_frame,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
             )
-        except aiohttp.WSServerHandshakeError as exc:
-            metrics.child(metrics.UPSTREAM_ERRORS, "websocket_refused").inc()
-            raise UpstreamUnreachable() from exc
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            metrics.child(metrics.UPSTREAM_ERRORS, "timeout").inc()
-            raise UpstreamTimeout() from exc
-        except aiohttp.ClientError as exc:
-            metrics.child(metrics.UPSTREAM_ERRORS, "unreachable").inc()
-            raise UpstreamUnreachable() from exc
         try:
             yield ws
         finally:
