@@ -47,13 +47,13 @@ class Upstream:
             r.read()
 
 
-@pytest.fixture(scope="session")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    """kagent-style demo server with a real a2a-sdk agent, recording what it receives."""
+@contextlib.contextmanager
+def demo_upstream(tmp_path_factory: pytest.TempPathFactory, *flags: str) -> Iterator[Upstream]:
+    """The kagent stand-in (``gateway/demo/agent.py --capture``) in its own process, with ``flags``."""
     port = free_port()
     log = open(tmp_path_factory.mktemp("upstream") / "agent.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.demo.agent", "--port", str(port), "--capture"],
+        [sys.executable, "-m", "gateway.demo.agent", "--port", str(port), "--capture", *flags],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -65,6 +65,13 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    """kagent-style demo server with a real a2a-sdk agent, recording what it receives."""
+    with demo_upstream(tmp_path_factory) as server:
+        yield server
 
 
 @dataclass

@@ -11,15 +11,12 @@ spelling the gateway misses shows up as the wrong user.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from gateway.demo.story import free_port, wait_http
-from tests.conftest import A2A, Client, Gateway, GatewayFactory, Upstream, message_body
+from tests.conftest import A2A, Client, Gateway, GatewayFactory, Upstream, demo_upstream, message_body
 
 # Query strings that make kagent's unsecure mode take "alice" (Go's url.Values.Get:
 # first value after percent-decoding) or that a looser parser might read so.
@@ -142,21 +139,8 @@ async def test_trusted_agents_keep_their_carriers(
 @pytest.fixture(scope="module")
 def proxy_mode_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     """The demo server in kagent's trusted-proxy mode (user from the bearer JWT's claim)."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("proxy-upstream") / "agent.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.demo.agent", "--port", str(port), "--capture",
-         "--auth-mode", "trusted-proxy"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/_demo/requests")
-        yield Upstream(url)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    with demo_upstream(tmp_path_factory, "--auth-mode", "trusted-proxy") as server:
+        yield server
 
 
 @pytest.mark.parametrize("query", ["user_id=alice", "user%5Fid=alice", "user_id=alice&user_id=alice"])
