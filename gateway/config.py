@@ -479,13 +479,19 @@ def is_loopback_host(host: str) -> bool:
     """
     if host.lower().rstrip(".") == "localhost":
         return True
+    address = ip_literal(host)
+    return address is not None and address.is_loopback
+
+
+def ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address literal (an IPv6 zone dropped, IPv4-mapped IPv6 as IPv4), or ``None``."""
     try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
+        address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
+        return address.ipv4_mapped
+    return address
 
 
 def exposure_problems(settings: Settings) -> list[str]:

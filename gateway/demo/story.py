@@ -12,6 +12,7 @@ the link stops working. Every step prints its HTTP result.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import socket
@@ -194,14 +195,17 @@ def _artifact(data: Any) -> str:
     return "".join(p.get("text", "") for a in task.get("artifacts", []) for p in a.get("parts", []))
 
 
+def _expect(results: list[bool], ok: bool, detail: str) -> None:
+    """Print one step's outcome and remember it."""
+    results.append(ok)
+    print(f"      {'ok ' if ok else 'UNEXPECTED'} {detail}")
+
+
 async def tell(base: str) -> bool:
     """Run the story against a gateway at ``base``; True if every step behaved as expected."""
     a2a = "/api/a2a/demo/echo/"
     results: list[bool] = []
-
-    def expect(ok: bool, detail: str) -> None:
-        results.append(ok)
-        print(f"      {'ok ' if ok else 'UNEXPECTED'} {detail}")
+    expect = functools.partial(_expect, results)
 
     async with aiohttp.ClientSession() as http:
         s = Story(http, base)
@@ -291,10 +295,7 @@ async def tell(base: str) -> bool:
 async def tell_a2a(base: str, agent_url: str) -> bool:
     """Act 2 against a gateway (profile ``a2a``) in front of a plain a2a-sdk agent with no users."""
     results: list[bool] = []
-
-    def expect(ok: bool, detail: str) -> None:
-        results.append(ok)
-        print(f"      {'ok ' if ok else 'UNEXPECTED'} {detail}")
+    expect = functools.partial(_expect, results)
 
     async with aiohttp.ClientSession() as http:
         s = Story(http, base)

@@ -66,7 +66,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 MAX_DEPTH = 32  # JSON nesting accepted in a body read with a share token
 
 
-def _too_deep(value: Any, limit: int) -> bool:
+def too_deep(value: Any, limit: int) -> bool:
     """True if ``value`` nests objects/arrays deeper than ``limit`` (iterative: no recursion)."""
     stack = [(value, 1)]
     while stack:
@@ -118,7 +118,7 @@ def parse_call(raw: bytes, *, strict: bool) -> A2ACall | None:
         raise _invalid("request body is not valid JSON", code=-32700) from None
     except RecursionError:
         raise _invalid("request body is nested too deeply") from None
-    if strict and _too_deep(body, MAX_DEPTH):
+    if strict and too_deep(body, MAX_DEPTH):
         raise _invalid("request body is nested too deeply")
     if isinstance(body, list):
         if strict:

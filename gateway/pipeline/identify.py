@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import time
 from collections.abc import Iterable
 from urllib.parse import unquote_plus
@@ -16,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from multidict import CIMultiDictProxy
 
-from gateway.config import AuthSettings, JwtSettings, Network
+from gateway.config import AuthSettings, JwtSettings, Network, ip_literal
 from gateway.errors import BadRequest, Unauthenticated
 from gateway.models import Caller
 
@@ -56,15 +55,8 @@ def normalise_header_name(name: str) -> str:
 
 def in_networks(address: str | None, networks: Iterable[Network]) -> bool:
     """True if ``address`` (an IP literal, possibly IPv4-mapped IPv6) is in any network."""
-    if not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in net for net in networks)
+    ip = ip_literal(address) if address else None
+    return ip is not None and any(ip in net for net in networks)
 
 
 def peer_address(request: web.Request) -> str | None:

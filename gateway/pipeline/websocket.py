@@ -27,7 +27,7 @@ from aiohttp import WSMsgType, web
 from gateway.models import Caller, Share
 from gateway.observe import metrics
 from gateway.observe.logging import get_logger
-from gateway.pipeline.a2a import MAX_DEPTH, _too_deep
+from gateway.pipeline.a2a import MAX_DEPTH, too_deep
 from gateway.pipeline.live import DRAIN, EXPIRED, REVOKED, LiveConnections
 from gateway.profiles.hooks import Close, Drop, Forward, MessageAuthorizer, Reply, Verdict
 from gateway.tasks import Background
@@ -183,7 +183,7 @@ def _judge(authorizer: MessageAuthorizer | None, state: Any, data: str, side: st
         message = json.loads(data)
     except (ValueError, RecursionError):
         message = None
-    if message is None or _too_deep(message, MAX_DEPTH):
+    if message is None or too_deep(message, MAX_DEPTH):
         if side == "client":
             return Close(POLICY_VIOLATION, "frames must be JSON")
         return Drop("upstream frame is not JSON")
