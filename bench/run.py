@@ -1,9 +1,11 @@
-"""The benchmark: gateway vs direct upstream vs nginx ``proxy_pass``, side by side in one run.
+"""The benchmark: gateway vs direct upstream vs a bare aiohttp proxy vs nginx ``proxy_pass``, in one run.
 
     make bench            # = scripts/with-services.sh python -m bench.run
 
 Starts on loopback: a fast upstream (nginx returning small JSON bodies), nginx
-``proxy_pass`` to it (as many workers as the gateway), and the gateway with a
+``proxy_pass`` to it (as many workers as the gateway), a bare aiohttp pass-through
+proxy (``bench.bare_proxy``: the gateway's own event loop and HTTP stack with no
+checks, the floor for its data path), and the gateway with a
 production-like configuration (JWT auth, Redis, PostgreSQL, metrics, access log
 to a file). Drives ``wrk`` (maximum throughput) and ``hey -q`` (latency at a
 fixed 500 req/s) per scenario, reads the gateway's CPU time and peak RSS from
@@ -244,6 +246,10 @@ def main() -> None:
         proxy = start(["nginx", "-c", str(nginx_conf(work, "proxy", px_port, args.workers,
                                                       proxy_server(up_port)))], work / "proxy.log")
         stack.callback(proxy.stop)
+        bare_port = free_port()
+        bare = start([sys.executable, "-m", "bench.bare_proxy", "--upstream", f"http://127.0.0.1:{up_port}",
+                      "--listen", f"127.0.0.1:{bare_port}", "--workers", str(args.workers)], work / "bare.log")
+        stack.callback(bare.stop)
 
         def run_gateway(workers: int) -> tuple[Process, int]:
             port, admin = free_port(), free_port()
@@ -257,6 +263,7 @@ def main() -> None:
 
         wait_port(up_port)
         wait_port(px_port)
+        wait_port(bare_port)
         gw, gw_port = run_gateway(args.workers)
         base = f"http://127.0.0.1:{gw_port}"
         share = post_json(f"{base}/api/sessions/sess-1/shares", {"read_only": True},
@@ -270,6 +277,7 @@ def main() -> None:
         scenarios = [
             Scenario("direct", f"http://127.0.0.1:{up_port}/api/sessions/sess-1"),
             Scenario("nginx", f"http://127.0.0.1:{px_port}/api/sessions/sess-1"),
+            Scenario("bare_aiohttp", f"http://127.0.0.1:{bare_port}/api/sessions/sess-1", as_bob, process=bare),
             Scenario("gateway_no_token", f"{base}/api/sessions/sess-1", as_bob, process=gw),
             Scenario("gateway_share", f"{base}/api/sessions/sess-1", shared, process=gw),
             Scenario("gateway_a2a_get_task", f"{base}/api/a2a/bench/agent/", a2a, GET_TASK, process=gw),
@@ -289,6 +297,8 @@ def main() -> None:
     for row in rows:
         print(f"{row[0]:<30} {row[1]:>10} {row[2]:>8} {row[3]:>8} {row[4]:>9} {row[5]:>12}")
     print(f"(p50/p99 at a fixed {args.rate} req/s with hey; req/s with wrk -t2 -c64; logs in {work})")
+    ratios = [k for k in results if k.endswith("_ratio") or k.startswith("added_p99")]
+    print("ratios (same run): " + ", ".join(f"{k}={results[k]}" for k in ratios))
     compare_with_last(results)
     print(json.dumps(results))
 
@@ -336,9 +346,17 @@ def http_scenarios(scenarios: list[Scenario], args: argparse.Namespace, work: Pa
         rows.append((s.name, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}",
                      "-" if cpu is None else f"{cpu:.3f}", "-" if rss is None else f"{rss:,}"))
     results["share_vs_nginx_throughput_ratio"] = round(results["gateway_share_rps"] / results["nginx_rps"], 3)
+    bare = results["bare_aiohttp_rps"]
+    results["share_vs_bare_aiohttp_ratio"] = round(results["gateway_share_rps"] / bare, 3)
+    results["no_token_vs_bare_aiohttp_ratio"] = round(results["gateway_no_token_rps"] / bare, 3)
+    results["a2a_vs_bare_aiohttp_ratio"] = round(results["gateway_a2a_get_task_rps"] / bare, 3)
+    results["added_p99_ms_over_bare_aiohttp"] = round(
+        results[f"gateway_share_p99_ms_at_{args.rate}rps"] - results[f"bare_aiohttp_p99_ms_at_{args.rate}rps"], 3)
     results["added_p99_ms_at_500rps"] = round(
         results[f"gateway_share_p99_ms_at_{args.rate}rps"] - results[f"direct_p99_ms_at_{args.rate}rps"], 3)
     results["cpu_seconds_per_1k"] = results["gateway_share_cpu_seconds_per_1k"]
+    results["cpu_vs_bare_aiohttp_ratio"] = round(
+        results["gateway_share_cpu_seconds_per_1k"] / results["bare_aiohttp_cpu_seconds_per_1k"], 3)
     results["workers"] = args.workers
     return results
 

@@ -66,6 +66,7 @@ def _install_uvloop() -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import serve
     from gateway.observe.logging import configure
+    from gateway.observe.logging import flush as flush_logs
 
     settings = load_settings(args, require_upstream=True, refuse_exposed=True)
     configure(settings.log.level, settings.log.format)
@@ -74,7 +75,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         return supervise(settings, args.argv)
     _install_uvloop()
-    asyncio.run(serve(settings, reuse_port=args.worker_of is not None, metrics_dir=args.metrics_dir))
+    try:
+        asyncio.run(serve(settings, reuse_port=args.worker_of is not None, metrics_dir=args.metrics_dir))
+    finally:
+        flush_logs()
     return 0
 
 

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.app import METRICS_FOLD_INTERVAL
 from gateway.demo.story import free_port, wait_http
 from gateway.health import Health, create_admin_app
 from tests.conftest import Client, Gateway, GatewayFactory, Upstream, chat
@@ -224,6 +225,7 @@ async def test_workers_share_the_port_and_aggregate_metrics(tmp_path: Path, upst
     proc, base, admin = await start_gateway(tmp_path, upstream.url, "--workers", "2")
     try:
         pids = set()
+        sent = 0
         deadline = time.monotonic() + 20
         while len(pids) < 2:
             assert time.monotonic() < deadline, "a second worker never answered"
@@ -234,12 +236,18 @@ async def test_workers_share_the_port_and_aggregate_metrics(tmp_path: Path, upst
                 for _ in range(20):
                     async with http.get(base + "/api/sessions", headers={"Connection": "close"}) as r:
                         assert r.status == 200
-            text = urllib.request.urlopen(admin + "/metrics").read().decode()
-            samples = scrape(text)
-            total = sum(v for (name, labels), v in samples.items()
-                        if name == "share_gateway_requests_total" and ("route", "/api/sessions") in labels)
+                    sent += 1
             pids = set(_worker_pids(proc.pid))
-        assert total >= 20  # counts from both workers, whichever answered /metrics
+        # Counts from both workers, whichever answers /metrics: each worker folds its request
+        # counts into the shared files at least once a second (gateway/observe/metrics.py).
+        total = 0.0
+        folded = time.monotonic() + 2 * METRICS_FOLD_INTERVAL + 1
+        while total < sent and time.monotonic() < folded:
+            text = urllib.request.urlopen(admin + "/metrics").read().decode()
+            total = sum(v for (name, labels), v in scrape(text).items()
+                        if name == "share_gateway_requests_total" and ("route", "/api/sessions") in labels)
+            await asyncio.sleep(0.1)
+        assert total >= sent  # every request sent, though the two workers served them
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)

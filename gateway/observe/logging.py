@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import re
 import sys
+import threading
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
@@ -47,15 +50,26 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def redact_processor(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: redact tokens from every string value of an event."""
+    """structlog processor: redact tokens from every string value of an event.
+
+    Runs on every access line: plain strings without ``hare``/``HARE`` and
+    scalars are passed over with one type check each.
+    """
     for key, value in event_dict.items():
-        if key == "share_token":
-            event_dict[key] = REDACTED
-        elif value is not None and not isinstance(value, int | float | bool):
+        kind = type(value)
+        if kind is str:
+            if "hare" in value or "HARE" in value:
+                event_dict[key] = _redact_value(value)
+        elif kind not in _SCALARS:
             event_dict[key] = _redact_value(value)
+    if "share_token" in event_dict:
+        event_dict["share_token"] = REDACTED
     return event_dict
 
 
@@ -72,13 +86,102 @@ def _orjson_dumps(obj: Any, **_kw: Any) -> bytes:
     return orjson.dumps(obj, default=str)
 
 
+class LineWriter:
+    """Log lines gathered in memory and written in batches, off the request path.
+
+    ``msg(line)`` (structlog's logger interface; every level method is the
+    same) appends one rendered line; the batch is written to ``stream`` when
+    it reaches ``max_bytes``, ``interval`` seconds after its first line (a
+    timer on the running event loop), or at once when no event loop runs in
+    the calling thread. ``flush()`` writes what is pending: at shutdown
+    (``serve`` calls it after the last request), at interpreter exit
+    (``atexit``), and before a ``critical`` line. A process killed with
+    SIGKILL loses at most ``interval`` seconds of lines. Thread-safe.
+    """
+
+    def __init__(self, stream: BinaryIO, *, max_bytes: int = 64 * 1024, interval: float = 0.1) -> None:
+        self._stream = stream
+        self._max = max_bytes
+        self._interval = interval
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def msg(self, message: bytes | str) -> None:
+        line = (message.encode() if isinstance(message, str) else message) + b"\n"
+        with self._lock:
+            self._lines.append(line)
+            self._size += len(line)
+            due = self._size >= self._max
+        if due:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._timer is None or self._loop is not loop:  # none yet, or one on a loop now gone
+            self._loop = loop
+            self._timer = loop.call_later(self._interval, self.flush)
+
+    log = debug = info = warn = warning = err = error = exception = msg
+
+    def critical(self, message: bytes | str) -> None:
+        self.msg(message)
+        self.flush()
+
+    fatal = critical
+
+    def flush(self) -> None:
+        """Write every pending line now."""
+        with self._lock:
+            lines, self._lines, self._size = self._lines, [], 0
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        if lines:
+            try:
+                self._stream.write(b"".join(lines))
+                self._stream.flush()
+            except (OSError, ValueError):  # stderr closed: nowhere left to write
+                pass
+
+
+class _LineHandler(logging.Handler):
+    """stdlib records (aiohttp, asyncio) rendered by structlog into the same ``LineWriter``."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self._writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._writer.msg(self.format(record))
+        except Exception:  # logging must never raise into its caller
+            self.handleError(record)
+
+
+_WRITER: LineWriter | None = None
+
+
+def flush() -> None:
+    """Write every buffered log line (JSON mode); a no-op otherwise."""
+    if _WRITER is not None:
+        _WRITER.flush()
+
+
 def configure(level: str = "info", fmt: str = "auto") -> None:
     """Configure structlog (JSON lines, or console on a TTY) and route stdlib logging through it.
 
     The gateway's own events take structlog's fast path (filtering bound
-    logger, orjson, one write per line); aiohttp's and asyncio's stdlib
-    records go through the same processors via ``ProcessorFormatter``, so
-    redaction applies to every line either way.
+    logger, orjson); in JSON mode every line, the gateway's and the stdlib's,
+    goes through one ``LineWriter`` that writes in batches off the request
+    path. aiohttp's and asyncio's stdlib records go through the same
+    processors via ``ProcessorFormatter``, so redaction applies to every line
+    either way.
     """
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     shared: list[Any] = [
@@ -97,14 +200,21 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         )
         renderer: Any = structlog.dev.ConsoleRenderer()
     else:
+        global _WRITER
+        if _WRITER is None:
+            _WRITER = LineWriter(sys.stderr.buffer)
+            atexit.register(_WRITER.flush)
+        writer = _WRITER
         structlog.configure(
             processors=[*shared, structlog.processors.JSONRenderer(serializer=_orjson_dumps)],
             wrapper_class=structlog.make_filtering_bound_logger(numeric),
-            logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
+            logger_factory=lambda *_args: writer,
             cache_logger_on_first_use=True,
         )
         renderer = structlog.processors.JSONRenderer()
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = _LineHandler(_WRITER) if _WRITER is not None and not use_console else (
+        logging.StreamHandler(sys.stderr)
+    )
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared[:-1], _stdlib_logger_name, redact_processor],

@@ -23,23 +23,61 @@ class StreamAborted(Exception):
     """The upstream failed after the response started; the client connection is cut."""
 
 
+def _upstream_error(exc: BaseException) -> Exception | None:
+    """The gateway's error for a failure reaching the upstream, counted by kind (``None``: not one).
+
+    A timeout is ``UpstreamTimeout`` (504); a refused WebSocket upgrade or any
+    other client error ``UpstreamUnreachable`` (502).
+    """
+    if isinstance(exc, PayloadTooLarge):
+        return None
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        metrics.child(metrics.UPSTREAM_ERRORS, "websocket_refused").inc()
+        return UpstreamUnreachable()
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        metrics.child(metrics.UPSTREAM_ERRORS, "timeout").inc()
+        return UpstreamTimeout()
+    if isinstance(exc, aiohttp.ClientError):
+        metrics.child(metrics.UPSTREAM_ERRORS, "unreachable").inc()
+        return UpstreamUnreachable()
+    return None
+
+
 @contextmanager
 def _upstream_errors() -> Iterator[None]:
-    """Connecting to the upstream: a timeout is ``UpstreamTimeout`` (504); a refused WebSocket
-    upgrade or any other client error ``UpstreamUnreachable`` (502); each counted by kind."""
+    """Connecting to the upstream: failures raised as ``_upstream_error`` maps them."""
     try:
         yield
-    except PayloadTooLarge:
-        raise
-    except aiohttp.WSServerHandshakeError as exc:
-        metrics.child(metrics.UPSTREAM_ERRORS, "websocket_refused").inc()
-        raise UpstreamUnreachable() from exc
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        metrics.child(metrics.UPSTREAM_ERRORS, "timeout").inc()
-        raise UpstreamTimeout() from exc
-    except aiohttp.ClientError as exc:
-        metrics.child(metrics.UPSTREAM_ERRORS, "unreachable").inc()
-        raise UpstreamUnreachable() from exc
+    except Exception as exc:
+        mapped = _upstream_error(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+class UpstreamRequest:
+    """``async with forwarder.request(...) as response``: the response once its headers arrived,
+    released on exit. A plain class, not a generator: it is entered once per request."""
+
+    __slots__ = ("_pending", "_response")
+
+    def __init__(self, pending: Awaitable[aiohttp.ClientResponse]) -> None:
+        self._pending = pending
+        self._response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        try:
+            self._response = await self._pending
+        except Exception as exc:
+            mapped = _upstream_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        return self._response
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._response is not None:
+            self._response.release()
 
 
 class Forwarder:
@@ -79,29 +117,23 @@ class Forwarder:
         target = self._base + raw_path + (f"?{raw_query}" if raw_query else "")
         return URL(target, encoded=True)
 
-    @asynccontextmanager
-    async def request(
+    def request(
         self,
         method: str,
         url: URL,
         headers: CIMultiDict[str],
         data: Any = None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send a request; yields the response once its headers arrived.
+    ) -> UpstreamRequest:
+        """Send a request: ``async with`` yields the response once its headers arrived.
 
         Raises ``UpstreamUnreachable`` (502) when the upstream cannot be reached
         or drops the connection before answering, ``UpstreamTimeout`` (504) when
         it does not answer in time.
         """
         assert self._session is not None, "Forwarder.start() was not called"
-        with _upstream_errors():
-            response = await self._session.request(
-                method, url, headers=headers, data=data, allow_redirects=False
-            )
-        try:
-            yield response
-        finally:
-            response.release()
+        return UpstreamRequest(
+            self._session.request(method, url, headers=headers, data=data, allow_redirects=False)
+        )
 
     @asynccontextmanager
     async def websocket(

@@ -10,7 +10,6 @@ from urllib.parse import unquote_plus
 
 import jwt
 from aiohttp import web
-from cachetools import TTLCache
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from multidict import CIMultiDictProxy
@@ -20,6 +19,8 @@ from gateway.errors import BadRequest, Unauthenticated
 from gateway.models import Caller
 
 SHARE_TOKEN_HEADER = "X-Share-Token"
+MAX_VERIFIED = 50_000  # verified bearer tokens remembered (``JwtVerifier``)
+VERIFIED_TTL = 60.0  # seconds a verification is trusted, at most (never past the token's exp)
 MAX_TOKEN_LENGTH = 256
 # Identity headers a client must never be able to set (DESIGN.md "Spoof-proofing").
 # Names are compared after lower-casing and mapping "_" to "-", because some
@@ -48,9 +49,20 @@ IDENTITY_HEADERS = frozenset(
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="share-gateway"'}
 
 
+_NORMALISED: dict[str, str] = {}
+
+
 def normalise_header_name(name: str) -> str:
-    """Header name as compared for stripping: lower case, ``_`` read as ``-``."""
-    return name.lower().replace("_", "-")
+    """Header name as compared for stripping: lower case, ``_`` read as ``-``.
+
+    Memoised (the same few names arrive on every request; at most 4,096 kept).
+    """
+    found = _NORMALISED.get(name)
+    if found is None:
+        found = name.lower().replace("_", "-")
+        if len(_NORMALISED) < 4096:
+            _NORMALISED[name] = found
+    return found
 
 
 def in_networks(address: str | None, networks: Iterable[Network]) -> bool:
@@ -175,15 +187,18 @@ class JwtVerifier:
             "require": ["exp"],
             "verify_aud": self._audience is not None,
         }
-        self._verified: TTLCache[str, tuple[str, float]] = TTLCache(maxsize=50_000, ttl=60)
+        # token hash → (user, until): until is the token's exp, at most 60 s from verification
+        self._verified: dict[str, tuple[str, float]] = {}
 
     async def verify(self, token: str) -> str:
         """Return the user id from ``user_claim``; raise ``Unauthenticated`` if invalid."""
         digest = token_hash(token)
         cached = self._verified.get(digest)
         now = time.time()
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        if cached is not None:
+            if cached[1] > now:
+                return cached[0]
+            self._verified.pop(digest, None)
         try:
             if self._jwks is not None:
                 signing = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
@@ -210,7 +225,9 @@ class JwtVerifier:
                 reason_id="identity_invalid",
                 headers=WWW_AUTHENTICATE,
             )
-        self._verified[digest] = (user, float(claims["exp"]))
+        if len(self._verified) >= MAX_VERIFIED:
+            self._verified.clear()  # many distinct live tokens: start over rather than grow
+        self._verified[digest] = (user, min(float(claims["exp"]), now + VERIFIED_TTL))
         return user
 
 

@@ -26,6 +26,9 @@ _AMBIGUOUS = re.compile(r"%2[fFeE5]|%5[cC]|%3[bBfF]|%23|%[01][0-9a-fA-F]|%7[fF]|
 _PATH_SYNTAX = frozenset("/.\\;?#%")
 
 
+MEMO_SIZE = 4096  # (method, path) answers remembered by ``RouteTable.match``
+
+
 class RouteTableError(ValueError):
     """A route table with malformed templates, or overlapping rules that no specificity order resolves."""
 
@@ -178,9 +181,26 @@ class RouteTable:
         prefixes = (c for c in compiled if c.rest is not None)
         self._prefixes = tuple(sorted(prefixes, key=lambda c: (-len(c.segments), c.specificity)))
         self.rules = rules
+        self._memo: dict[tuple[str, str], RouteMatch] = {}
 
     def match(self, method: str, raw_path: str) -> RouteMatch:
-        """Match ``method`` and a canonical raw path; parameters come back percent-decoded."""
+        """Match ``method`` and a canonical raw path; parameters come back percent-decoded.
+
+        Answers are memoised per ``(method, path)`` (at most ``MEMO_SIZE``,
+        forgotten all at once when full): a busy client asks for the same few
+        paths again and again. A ``RouteMatch``'s ``params`` are shared between
+        requests and must be treated as read-only.
+        """
+        key = (method, raw_path)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._match(method, raw_path)
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = found
+        return found
+
+    def _match(self, method: str, raw_path: str) -> RouteMatch:
         parts, trailing = _segments(raw_path)
         for c in self._by_length.get(len(parts), ()):
             if (c.methods and method not in c.methods) or (trailing and not c.trailing_slash):

@@ -72,8 +72,8 @@ class AccessRecorder:
             return
         else:
             self._pending[key] = [at, at, 1]
+            metrics.ACCESS_QUEUE_DEPTH.set(len(self._pending))  # the depth changes only here
         metrics.child(metrics.ACCESS_RECORDS, "queued").inc()
-        metrics.ACCESS_QUEUE_DEPTH.set(len(self._pending))
 
     def _merge_back(self, rows: list[AccessRow]) -> None:
         for r in rows:
