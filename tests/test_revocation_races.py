@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 from gateway.models import Share
-from gateway.shares.cache import ShareCache
+from gateway.shares.cache import REFRESH_AHEAD, ShareCache
 from gateway.shares.shared_state import CircuitBreaker, SharedState, connect
 from gateway.shares.store.sqlite import SqliteStore
 
@@ -72,5 +72,47 @@ async def test_a_lookup_in_flight_during_a_revocation_does_not_refill_the_cache(
         assert cached is None or cached.revoked_at is not None
         again = await cache.lookup(HASH)
         assert again is not None and again.revoked_at is not None
+    finally:
+        await store.close()
+
+
+class CountingStore(SqliteStore):
+    """The real SQLite store, counting token lookups."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.lookups = 0
+
+    async def share_by_token_hash(self, token_hash: str) -> Share | None:
+        self.lookups += 1
+        return await super().share_by_token_hash(token_hash)
+
+
+async def test_a_share_in_steady_use_is_reloaded_ahead_of_its_expiry_in_the_background(tmp_path: Path) -> None:
+    """Past REFRESH_AHEAD of its lifetime, a hot entry is still served at once while one
+    background load (not one per request) refreshes it; the reload sees what the store says
+    now, so a revocation this replica never heard of is picked up before the TTL runs out."""
+    store = CountingStore(str(tmp_path / "s.db"))
+    await store.open()
+    await store.migrate()
+    share = a_share()
+    await store.create_share(share, HASH)
+    ttl = 0.5
+    cache = ShareCache(store, ttl=ttl, negative_ttl=5.0, size=100)
+    try:
+        assert await cache.lookup(HASH) == share
+        assert store.lookups == 1
+        assert cache.cached(HASH) == share  # fresh: no reload
+        await asyncio.sleep(REFRESH_AHEAD * ttl + 0.05)
+        await store.revoke(share.id, time.time())  # no message reaches this cache
+        served = [cache.cached(HASH) for _ in range(50)]  # a burst past the refresh point
+        assert served == [share] * 50  # still within its TTL: served, nobody waits
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            cached = cache.cached(HASH)
+            if cached is not None and cached.revoked_at is not None:
+                break
+        assert cached is not None and cached.revoked_at is not None  # before the TTL ran out
+        assert store.lookups == 2  # one reload for the whole burst
     finally:
         await store.close()

@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import MutableMapping
 from typing import Any, BinaryIO
 
@@ -71,6 +72,34 @@ def redact_processor(
     if "share_token" in event_dict:
         event_dict["share_token"] = REDACTED
     return event_dict
+
+
+_SECOND: list[Any] = [None, ""]  # the current second and its ISO 8601 text
+
+
+def _iso_now() -> str:
+    """``2026-11-22T05:19:22.846747Z``, as ``TimeStamper(fmt="iso", utc=True)`` writes it;
+    the date and time of day are formatted once per second."""
+    now = time.time()
+    second = int(now)
+    if second != _SECOND[0]:
+        _SECOND[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_SECOND[1]}.{int((now - second) * 1_000_000):06d}Z"
+
+
+def json_event(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """JSON mode's one processor: ``level``, ``timestamp``, a formatted ``exc_info`` and redaction
+    (``add_log_level``, ``TimeStamper``, ``format_exc_info`` and ``redact_processor`` in one call)."""
+    event_dict["level"] = _LEVELS.get(method_name, method_name)
+    event_dict["timestamp"] = _iso_now()
+    if "exc_info" in event_dict:
+        event_dict = structlog.processors.format_exc_info(logger, method_name, event_dict)
+    return redact_processor(logger, method_name, event_dict)
+
+
+_LEVELS = {"warn": "warning", "exception": "error"}  # structlog's add_log_level names
 
 
 def _stdlib_logger_name(
@@ -206,7 +235,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
             atexit.register(_WRITER.flush)
         writer = _WRITER
         structlog.configure(
-            processors=[*shared, structlog.processors.JSONRenderer(serializer=_orjson_dumps)],
+            processors=[json_event, structlog.processors.JSONRenderer(serializer=_orjson_dumps)],
             wrapper_class=structlog.make_filtering_bound_logger(numeric),
             logger_factory=lambda *_args: writer,
             cache_logger_on_first_use=True,

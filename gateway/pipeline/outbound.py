@@ -38,12 +38,25 @@ _CALLER_CREDENTIALS = frozenset({"authorization", "cookie"})
 FORWARDED_PREFIX = "x-forwarded-"
 
 
+_LISTED: dict[str, frozenset[str]] = {}
+
+
+def _listed(value: str) -> frozenset[str]:
+    """Normalised names in one ``Connection`` value (memoised: ``keep-alive`` on nearly every answer)."""
+    found = _LISTED.get(value)
+    if found is None:
+        found = frozenset(normalise_header_name(n.strip()) for n in value.split(",") if n.strip())
+        if len(_LISTED) < 1024:
+            _LISTED[value] = found
+    return found
+
+
 def connection_listed(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
     """Normalised names listed in every ``Connection`` header (RFC 9110 §7.6.1; Traefik CVE-2024-45410)."""
-    names: set[str] = set()
-    for value in headers.getall("Connection", []):
-        names.update(normalise_header_name(n.strip()) for n in value.split(",") if n.strip())
-    return frozenset(names)
+    values = headers.getall("Connection", ())
+    if len(values) == 1:
+        return _listed(values[0])
+    return frozenset().union(*(_listed(v) for v in values))
 
 
 def strip_set(credentials: UpstreamCredentials, extra_strip: Iterable[str]) -> frozenset[str]:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from gateway.pipeline.live import LiveConnections
 
 _MISSING = object()
+_NEVER = float("inf")
+REFRESH_AHEAD = 0.8  # reload an in-process entry once this share of its lifetime has passed
 
 
 class ShareCache:
@@ -66,6 +68,8 @@ class ShareCache:
             maxsize=size, ttu=self._time_to_use, timer=time.monotonic
         )
         self._inflight: dict[str, asyncio.Task[Share | None]] = {}
+        self._size = size
+        self._refresh_at: dict[str, float] = {}  # token hash → when to reload it ahead of expiry
         self._stale: set[str] = set()  # in-flight loads evicted meanwhile (see ``evict``)
         self._loads = background if background is not None else Background("share-cache")
 
@@ -94,13 +98,7 @@ class ShareCache:
             metrics.child(metrics.SHARE_LOOKUPS, "l1", "negative" if found is None else "hit").inc()
             return found  # type: ignore[no-any-return]
         metrics.child(metrics.SHARE_LOOKUPS, "l1", "miss").inc()
-        load = self._inflight.get(token_hash)
-        if load is None:
-            load = self._loads.spawn(
-                self._fill(token_hash), name="share-lookup", expected=(DependencyUnavailable,)
-            )
-            self._inflight[token_hash] = load
-            load.add_done_callback(functools.partial(self._landed, token_hash))
+        load = self._inflight.get(token_hash) or self._start_load(token_hash)
         try:
             return await uncancelled(load)
         except DependencyUnavailable as exc:
@@ -109,6 +107,15 @@ class ShareCache:
             if load.cancelled() and not being_cancelled():
                 raise DependencyUnavailable() from None  # the load was drained, not this request
             raise
+
+    def _start_load(self, token_hash: str) -> asyncio.Task[Share | None]:
+        """The single-flight load of one hash, tracked in ``_inflight`` until it lands."""
+        load = self._loads.spawn(
+            self._fill(token_hash), name="share-lookup", expected=(DependencyUnavailable,)
+        )
+        self._inflight[token_hash] = load
+        load.add_done_callback(functools.partial(self._landed, token_hash))
+        return load
 
     def _landed(self, token_hash: str, load: asyncio.Task[Share | None]) -> None:
         """A load finished (or was cancelled before it ran): no longer in flight."""
@@ -123,6 +130,12 @@ class ShareCache:
                 self._stale.discard(token_hash)
                 share = await self._load(token_hash)
             self._l1[token_hash] = share
+            if share is not None:
+                if len(self._refresh_at) >= 2 * self._size:
+                    self._refresh_at.clear()
+                self._refresh_at[token_hash] = time.monotonic() + REFRESH_AHEAD * self._lifetime(
+                    share, self._ttl
+                )
             return share
         finally:
             self._stale.discard(token_hash)
@@ -163,10 +176,23 @@ class ShareCache:
         return share
 
     def cached(self, token_hash: str) -> Share | None:
-        """The in-process entry for ``token_hash`` if it is a share (no I/O); counted as an L1 hit."""
+        """The in-process entry for ``token_hash`` if it is a share (no I/O); counted as an L1 hit.
+
+        Refresh ahead: past ``REFRESH_AHEAD`` of an entry's lifetime, the
+        first request to see it starts the single-flight reload in the
+        background and is served the entry, which is still within its TTL. A
+        token in steady use never falls out of tier 1, so its callers never
+        queue behind a load (nor each ask the guess limiter first).
+        """
         found = self._l1.get(token_hash)
         if isinstance(found, Share):
             metrics.child(metrics.SHARE_LOOKUPS, "l1", "hit").inc()
+            if (
+                time.monotonic() >= self._refresh_at.get(token_hash, _NEVER)
+                and token_hash not in self._inflight
+            ):
+                self._refresh_at.pop(token_hash, None)
+                self._start_load(token_hash)
             return found
         return None
 
@@ -174,12 +200,14 @@ class ShareCache:
         """Forget one in-process entry (a revocation message from any replica). A load of that
         hash in flight now read its answer before the eviction: it will look again."""
         self._l1.pop(token_hash, None)
+        self._refresh_at.pop(token_hash, None)
         if token_hash in self._inflight:
             self._stale.add(token_hash)
 
     def clear(self) -> None:
         """Forget every in-process entry (revocations may have been missed)."""
         self._l1.clear()
+        self._refresh_at.clear()
         self._stale.update(self._inflight)
 
     async def forget(self, token_hash: str) -> None:
