@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -108,17 +107,19 @@ def stop(proc: subprocess.Popen[str]) -> int:
     return proc.wait(30)
 
 
-async def test_two_processes_revocation_p99(tmp_path: Path, upstream: Upstream, pg: str, redis_url: str) -> None:
-    """Revoke through replica A; measure until replica B's first 403, over 120 revocations."""
+async def test_a_revocation_through_one_process_reaches_the_other(
+    tmp_path: Path, upstream: Upstream, pg: str, redis_url: str
+) -> None:
+    """Revoke through replica A: replica B, which holds the share in its in-process cache for
+    60 s, refuses it within the deadline, every time. (How fast: ``python -m bench.revocation``.)"""
     p = prefix()
     a_proc, a_url, _ = serve(tmp_path, "a", upstream.url, pg, redis_url, p, **{"shares.cache_ttl": "60"})
     b_proc, b_url, _ = serve(tmp_path, "b", upstream.url, pg, redis_url, p, **{"shares.cache_ttl": "60"})
-    delays: list[float] = []
     try:
         async with aiohttp.ClientSession() as http:
             a, b = Client(http, a_url), Client(http, b_url)
             sid = await a.session("alice")
-            for _ in range(120):
+            for _ in range(20):
                 share = await a.share("alice", sid)
                 status, _, _ = await b.call("GET", f"/api/sessions/{sid}", user="bob", token=share["token"])
                 assert status == 200  # B has it cached in-process (TTL 60 s)
@@ -128,17 +129,12 @@ async def test_two_processes_revocation_p99(tmp_path: Path, upstream: Upstream, 
                 while True:
                     status, _, _ = await b.call("GET", f"/api/sessions/{sid}", user="bob", token=share["token"])
                     if status == 403:
-                        delays.append(time.perf_counter() - revoked_at)
                         break
                     assert status == 200
                     assert time.perf_counter() - revoked_at < 2, "revocation never reached replica B"
     finally:
         assert stop(a_proc) == 0
         assert stop(b_proc) == 0
-    p99 = statistics.quantiles(delays, n=100)[98]
-    print(f"\nrevocation → replica B's first 403 over {len(delays)} revocations: "
-          f"p50 {statistics.median(delays) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
-    assert p99 < 0.100
 
 
 async def test_redis_stopped_mid_traffic(
