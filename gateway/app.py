@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import re
 import signal
@@ -17,13 +18,16 @@ from multidict import CIMultiDict
 from gateway import profiles
 from gateway.config import Settings
 from gateway.health import HEALTH, Health, create_admin_app
+from gateway.observe import metrics
 from gateway.observe.logging import get_logger
 from gateway.pipeline import Pipeline
 from gateway.pipeline.credentials import AssertionSigner, UpstreamCredentials, read_secret
 from gateway.pipeline.forward import Forwarder
 from gateway.pipeline.identify import Identifier, normalise_header_name, query_key
 from gateway.pipeline.live import LiveConnections, LiveShareCheck
+from gateway.pipeline.locate import ObjectBindings
 from gateway.pipeline.outbound import strip_set
+from gateway.pipeline.public import PublicRead
 from gateway.pipeline.routes import RouteTable
 from gateway.pipeline.websocket import FrameLimits
 from gateway.profiles import Profile
@@ -39,6 +43,7 @@ from gateway.tasks import Background
 
 log = get_logger("gateway")
 
+METRICS_FOLD_INTERVAL = 1.0  # seconds between folds of the request path's metric tallies
 STORE = web.AppKey("store", ShareStore)
 FORWARDER = web.AppKey("forwarder", Forwarder)
 SHARED = web.AppKey("shared", SharedState)
@@ -154,6 +159,21 @@ def create_app(
         health.store = s
         yield
         await s.close()
+
+    async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+        """Fold the request path's metric tallies into the registry every second (a
+        multiprocess scrape reads the other workers' files), and once more at shutdown."""
+        loop = asyncio.get_running_loop()
+        timer: list[asyncio.TimerHandle] = []
+
+        def tick() -> None:
+            metrics.fold()
+            timer[:] = [loop.call_later(METRICS_FOLD_INTERVAL, tick)]
+
+        tick()
+        yield
+        timer[0].cancel()
+        metrics.fold()
 
     async def background_ctx(app: web.Application) -> AsyncIterator[None]:
         """Work that must finish even when its request is abandoned (single-flight lookups,
@@ -305,13 +325,23 @@ def create_app(
             max_parsed_body=settings.limits.max_parsed_body,
             max_learned_response=settings.limits.max_learned_response,
             public_url=settings.public_url,
+            objects=ObjectBindings(app[BINDINGS], profile.binding_field, profile.binding_probe)
+            if profile.binding_field
+            else None,
+            public=PublicRead(app[STORE], cache, owners, background=app[BACKGROUND])
+            if owners is not None and profile.public_flag
+            else None,
+            admins=frozenset(settings.admins),
         )
         health.ready = True
         yield
         health.ready = False
 
     app.cleanup_ctx.extend(
-        [store_ctx, redis_ctx, background_ctx, cache_ctx, forwarder_ctx, recorder_ctx, pipeline_ctx]
+        [
+            metrics_ctx, store_ctx, redis_ctx, background_ctx, cache_ctx, forwarder_ctx, recorder_ctx,
+            pipeline_ctx,
+        ]
     )
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -364,6 +394,11 @@ async def serve(
     await runner.setup()
     host, port = settings.listen_address
     await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None).start()
+    # Everything built at start-up (modules, settings, pools, caches' skeletons) lives as long
+    # as the process: moved out of the collector's sight, so each full collection scans only
+    # what requests allocate (CPython's gc.freeze, meant for exactly this).
+    gc.collect()
+    gc.freeze()
     log.info(
         "listening",
         listen=settings.listen,

@@ -372,6 +372,10 @@ class Settings(BaseSettings):
     default_owner: str | None = Field(
         default=None, description="owner of sessions the gateway has no record of (gateway-recorded profiles)"
     )
+    admins: StrList = Field(
+        default_factory=list,
+        description="users who may change board-wide settings (action admin: sideshow's PUT /api/theme)",
+    )
     auth: AuthSettings = Field(default_factory=AuthSettings)
     upstream_auth: UpstreamAuthSettings = Field(default_factory=UpstreamAuthSettings)
     shares: SharesSettings = Field(default_factory=SharesSettings)

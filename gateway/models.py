@@ -15,7 +15,11 @@ class Action(enum.Enum):
     OWNER_ONLY = "owner-only"
     PUBLIC = "public"
     SHARE_API = "share-api"
+    ADMIN = "admin"  # board-wide settings: only callers in ``admins``; a share never reaches it
+    DENY = "deny"  # refused for everyone (a route the gateway cannot attribute to a session)
     UNMATCHED = "unmatched"
+
+    __hash__ = object.__hash__  # members are singletons: identity hashing, in C (set lookups per request)
 
 
 class Locator(enum.Enum):
@@ -25,9 +29,14 @@ class Locator(enum.Enum):
     A2A = "a2a"  # the A2A JSON-RPC body (contextId, or a task bound to one)
     QUERY = "query"  # a query parameter holds the session id
     TASK = "task"  # a path parameter holds a task id; its binding gives the session
+    BODY = "body"  # a top-level field of the JSON body (or the query parameter of that name)
+    OBJECT = "object"  # a path parameter holds an object id (a post); its learned binding gives the session
+    CALL = "call"  # the profile's request classifier reads the body (JSON-RPC tools such as MCP)
     # A WebSocket whose every message the profile's authorizer confines to the share's session.
     SHARE = "share"
     NONE = "none"  # not session-scoped
+
+    __hash__ = object.__hash__  # members are singletons: identity hashing, in C
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +90,12 @@ class RouteRule:
     template: str  # e.g. "/api/sessions/{session_id}"
     action: Action
     locator: Locator
-    param: str | None = None  # path/query parameter name for PATH, QUERY, TASK
+    param: str | None = None  # path/query parameter or body field name for PATH, QUERY, TASK, BODY, OBJECT
     hooks: frozenset[str] = frozenset()  # e.g. {"agent_card"}
+    # QUERY/BODY: the query parameters or body fields naming an object (a post), as ``param`` names a session
+    object_params: tuple[str, ...] = ()
+    # (query parameter, value) pairs that make a read a write (a read with a side effect)
+    write_when: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +121,26 @@ class RouteMatch:
 
     def has_hook(self, hook: str) -> bool:
         return self.rule is not None and hook in self.rule.hooks
+
+
+@dataclass(frozen=True, slots=True)
+class Named:
+    """What a request names (``gateway/pipeline/locate.py``): session ids, and object ids
+    (posts, comments, assets) each bound to one session.
+
+    Naming nothing is a request about no existing session: one that creates a
+    session, or a board-wide listing the answer hooks filter. ``action`` is
+    the class of a classified call (``Locator.CALL``), else ``None`` (the
+    route's own).
+    """
+
+    sessions: tuple[str, ...] = ()
+    objects: tuple[str, ...] = ()
+    action: Action | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.sessions and not self.objects
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """sideshow behind the gateway: per-user sessions, the deploy token kept by the gateway, client
-credentials stripped, shares of a session, and board-wide routes kept for the operator, against a
-stand-in written from sideshow's source (tests/sideshow_standin.py)."""
+credentials stripped, shares of a session, every route classified and unknown ones refused, against
+a stand-in written from sideshow's source (tests/sideshow_standin.py). Posts, comments, the feed,
+MCP and public read: tests/test_sideshow_sharing.py."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ async def listed(c: Client, user: str) -> list[str]:
 
 
 def seed_post(fake: StandIn, session: str, title: str) -> str:
-    """A post published into ``session`` (publishing itself is not yet open to users: see README)."""
+    """A post put into ``session`` behind the gateway's back (the gateway has learned no binding for it)."""
     post: dict[str, Any] = {"id": f"post-{title}", "sessionId": session, "title": title, "createdAt": "", "updatedAt": "",
             "version": 1}
     fake.posts[post["id"]] = post
@@ -199,32 +200,26 @@ async def test_shares_read_write_and_revocation(ss: tuple[Client, StandIn]) -> N
     assert status == 404
 
 
-async def test_board_wide_routes_are_the_operators_alone(
+async def test_routes_the_profile_does_not_know_are_refused_for_everyone(
     make_sideshow: Callable[..., Any], standin: tuple[StandIn, str], client_for: Callable[[Gateway], Client],
 ) -> None:
-    """Routes naming a post, comment or asset id, the whole board, or a session only in the body or
-    query are not yet resolved to a session: without default_owner nobody reaches them, with it
-    only that operator; a share never does."""
+    """A route sideshow may have that the profile cannot attribute to a session (newer versions'
+    /api/export and /api/import, GET /mcp) is refused (action: deny): not for owners, not for the
+    board's operator (default_owner), not through a share."""
     fake = standin[0]
-    c = client_for(await make_sideshow())
+    c = client_for(await make_sideshow(default_owner="ops", admins="ops"))
     sid = await new_session(c, "alice")
-    post = seed_post(fake, sid, "p")
     token = (await c.share("alice", sid, read_only=False))["token"]
-    board = [("GET", "/api/posts/recent"), ("GET", f"/api/posts/{post}"), ("GET", "/api/events"),
-             ("GET", f"/api/events?session={sid}"), ("GET", f"/api/comments?session={sid}"),
-             ("POST", "/api/posts"), ("POST", "/mcp"), ("PUT", "/api/theme"), ("GET", f"/p/{post}"),
-             ("GET", f"/session/{sid}/p/{post}"), ("POST", f"/api/assets?session={sid}")]
     fake.requests.clear()
-    for method, path in board:
-        for tok in (None, token):
-            status, _, _ = await c.call(method, path, user="alice", token=tok, json_body={"session": sid})
-            assert status == 403, (method, path, tok)
+    for method, path in (("GET", "/api/export"), ("POST", "/api/import"), ("GET", "/mcp"),
+                         ("DELETE", "/mcp"), ("GET", f"/api/export?session={sid}")):
+        for user, tok in (("alice", None), ("ops", None), ("bob", token)):
+            status, body, _ = await c.call(method, path, user=user, token=tok)
+            assert (status, body["error"]) == (403, "this route is not available through the gateway"), (
+                method, path, user)
+        status, _, _ = await c.call(method, path, token=token)
+        assert status == 401  # no identity, no anonymous shares
     assert fake.requests == []
-    op = client_for(await make_sideshow(default_owner="ops"))
-    status, body, _ = await op.call("GET", "/api/posts/recent", user="ops")
-    assert (status, [p["id"] for p in body]) == (200, [post])
-    status, _, _ = await op.call("GET", "/api/posts/recent", user="alice")
-    assert status == 403
 
 
 async def test_pages_without_session_data_pass_as_the_caller(ss: tuple[Client, StandIn]) -> None:
@@ -235,58 +230,75 @@ async def test_pages_without_session_data_pass_as_the_caller(ss: tuple[Client, S
 
 
 # sideshow's routes (research/sideshow.md §1, server/app.ts at #261) with the class the profile gives
-# them; "board" = the catch-all, the operator's (default_owner) alone. "s1" is a session id.
+# them and where the session comes from. "s1" is a session id, "p1" a post id.
 ROUTES = [
-    ("GET", "/", "owner-only", "viewer"),
-    ("GET", "/connect", "owner-only", "connect"),
-    ("GET", "/guide", "owner-only", "guide"),
-    ("GET", "/setup", "owner-only", "setup"),
-    ("GET", "/agent-howto", "owner-only", "agent-howto"),
-    ("GET", "/api/kits", "owner-only", "kits"),
-    ("GET", "/api/theme", "owner-only", "theme"),
-    ("GET", "/api/version", "owner-only", "version"),
-    ("GET", "/api/sessions", "owner-only", "sessions-list"),
-    ("POST", "/api/sessions", "owner-only", "sessions-create"),
-    ("GET", "/session/s1", "read", "session-page"),
-    ("GET", "/api/sessions/s1/posts", "read", "posts"),
-    ("GET", "/api/sessions/s1/surfaces", "read", "surfaces"),
-    ("GET", "/api/sessions/s1/snippets", "read", "snippets"),
-    ("GET", "/api/sessions/s1/trace", "read", "trace"),
-    ("POST", "/api/sessions/s1/trace", "write", "trace-add"),
-    ("PATCH", "/api/sessions/s1", "owner-only", "rename"),
-    ("DELETE", "/api/sessions/s1", "owner-only", "delete"),
-    ("GET", "/api/sessions/s1", "owner-only", "session-other-methods"),
-    ("PUT", "/api/theme", "owner-only", "board"),
-    ("GET", "/session/s1/p/p1", "owner-only", "board"),
-    ("GET", "/session/s1/s/p1", "owner-only", "board"),
-    ("GET", "/p/p1", "owner-only", "board"),
-    ("GET", "/s/p1", "owner-only", "board"),
-    ("GET", "/a/a1", "owner-only", "board"),
-    ("GET", "/api/posts/recent", "owner-only", "board"),
-    ("GET", "/api/surfaces/recent", "owner-only", "board"),
-    ("GET", "/api/posts/p1", "owner-only", "board"),
-    ("GET", "/api/posts/p1/viewer", "owner-only", "board"),
-    ("POST", "/api/posts", "owner-only", "board"),
-    ("POST", "/api/snippets", "owner-only", "board"),
-    ("POST", "/api/test-post", "owner-only", "board"),
-    ("PATCH", "/api/posts/p1/surfaces/0", "owner-only", "board"),
-    ("DELETE", "/api/posts/p1", "owner-only", "board"),
-    ("GET", "/api/comments", "owner-only", "board"),
-    ("POST", "/api/comments", "owner-only", "board"),
-    ("DELETE", "/api/comments/c1", "owner-only", "board"),
-    ("POST", "/api/assets", "owner-only", "board"),
-    ("GET", "/api/events", "owner-only", "board"),
-    ("POST", "/mcp", "owner-only", "board"),
+    ("GET", "/", "owner-only", "viewer", "none"),
+    ("GET", "/connect", "owner-only", "connect", "none"),
+    ("GET", "/guide", "public", "guide", "none"),
+    ("GET", "/setup", "public", "setup", "none"),
+    ("GET", "/agent-howto", "public", "agent-howto", "none"),
+    ("GET", "/api/kits", "public", "kits", "none"),
+    ("GET", "/api/theme", "public", "theme", "none"),
+    ("PUT", "/api/theme", "admin", "theme-set", "none"),
+    ("GET", "/api/version", "owner-only", "version", "none"),
+    ("GET", "/api/sessions", "owner-only", "sessions-list", "none"),
+    ("POST", "/api/sessions", "owner-only", "sessions-create", "none"),
+    ("GET", "/session/s1", "read", "session-page", "path"),
+    ("GET", "/session/s1/p/p1", "read", "session-post-page", "path"),
+    ("GET", "/session/s1/s/p1", "read", "session-surface-page", "path"),
+    ("GET", "/api/sessions/s1/posts", "read", "posts", "path"),
+    ("GET", "/api/sessions/s1/surfaces", "read", "surfaces", "path"),
+    ("GET", "/api/sessions/s1/snippets", "read", "snippets", "path"),
+    ("GET", "/api/sessions/s1/trace", "read", "trace", "path"),
+    ("POST", "/api/sessions/s1/trace", "write", "trace-add", "path"),
+    ("PATCH", "/api/sessions/s1", "owner-only", "rename", "path"),
+    ("DELETE", "/api/sessions/s1", "owner-only", "delete", "path"),
+    ("GET", "/api/sessions/s1", "owner-only", "session-other-methods", "path"),
+    ("GET", "/p/p1", "read", "post-page", "object"),
+    ("GET", "/s/p1", "read", "surface-page", "object"),
+    ("GET", "/a/a1", "read", "asset", "object"),
+    ("GET", "/api/posts/p1", "read", "post", "object"),
+    ("GET", "/api/surfaces/p1", "read", "surface", "object"),
+    ("GET", "/api/snippets/p1", "read", "snippet", "object"),
+    ("GET", "/api/posts/p1/viewer", "read", "post-viewer", "object"),
+    ("GET", "/api/posts/p1/markdown", "read", "post-markdown", "object"),
+    ("GET", "/api/posts/p1/surfaces/0/raw", "read", "post-raw", "object"),
+    ("PUT", "/api/posts/p1", "write", "post-edit", "object"),
+    ("PATCH", "/api/posts/p1", "write", "post-edit", "object"),
+    ("DELETE", "/api/posts/p1", "write", "post-edit", "object"),
+    ("PUT", "/api/surfaces/p1", "write", "surface-edit", "object"),
+    ("DELETE", "/api/snippets/p1", "write", "snippet-edit", "object"),
+    ("POST", "/api/posts/p1/surfaces", "write", "post-surfaces", "object"),
+    ("PATCH", "/api/posts/p1/surfaces", "write", "post-surfaces", "object"),
+    ("PATCH", "/api/posts/p1/surfaces/0", "write", "post-surface", "object"),
+    ("DELETE", "/api/posts/p1/surfaces/0", "write", "post-surface", "object"),
+    ("POST", "/api/posts", "write", "publish-post", "body"),
+    ("POST", "/api/surfaces", "write", "publish-surface", "body"),
+    ("POST", "/api/snippets", "write", "publish-snippet", "body"),
+    ("POST", "/api/test-post", "write", "test-post", "none"),
+    ("GET", "/api/posts/recent", "owner-only", "posts-recent", "none"),
+    ("GET", "/api/surfaces/recent", "owner-only", "surfaces-recent", "none"),
+    ("GET", "/api/comments", "read", "comments", "query"),
+    ("POST", "/api/comments", "write", "comment-add", "body"),
+    ("DELETE", "/api/comments/c1", "write", "comment-delete", "object"),
+    ("POST", "/api/assets", "write", "asset-upload", "body"),
+    ("GET", "/api/events", "read", "events", "query"),
+    ("POST", "/mcp", "write", "mcp", "call"),
+    ("GET", "/mcp", "deny", "unknown", "none"),
+    ("GET", "/api/export", "deny", "unknown", "none"),
+    ("POST", "/api/import", "deny", "unknown", "none"),
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "action", "name"), ROUTES)
-def test_every_upstream_route_is_classified(method: str, path: str, action: str, name: str) -> None:
+@pytest.mark.parametrize(("method", "path", "action", "name", "locator"), ROUTES)
+def test_every_upstream_route_is_classified(method: str, path: str, action: str, name: str, locator: str) -> None:
     match = RouteTable(profiles.load("sideshow").rules).match(method, path)
     assert match.rule is not None, (method, path)
-    assert (match.action.value, match.rule.name) == (action, name)
-    if path.startswith(("/api/sessions/s1", "/session/s1")) and name != "board":
+    assert (match.action.value, match.rule.name, match.locator.value) == (action, name, locator)
+    if locator == "path":
         assert match.params["session_id"] == "s1"
+    if locator == "object":
+        assert match.rule.param is not None and match.params[match.rule.param] in ("p1", "a1", "c1")
 
 
 def test_profile_carriers_and_upstream_auth() -> None:
@@ -308,4 +320,5 @@ def test_example_config_loads(tmp_path: Path) -> None:
     settings = config.load(path, require_upstream=True)
     credentials = upstream_credentials(settings, profiles.load(settings.profile))
     assert (settings.profile, credentials.mode, settings.default_owner) == ("sideshow", "bearer", "ops@example.com")
+    assert (settings.admins, settings.limits.max_parsed_body) == (["ops@example.com"], 8 << 20)
     assert re.match(settings.shares.session_id_pattern, "-aZ_09xyz12")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -9,7 +10,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 from cachetools import TTLCache
@@ -31,6 +31,7 @@ from gateway.models import (
     Caller,
     Decision,
     Locator,
+    Named,
     Outcome,
     RouteMatch,
     Share,
@@ -38,7 +39,7 @@ from gateway.models import (
 )
 from gateway.observe import metrics
 from gateway.observe.logging import get_logger
-from gateway.pipeline import a2a
+from gateway.pipeline import a2a, events, locate, public
 from gateway.pipeline.credentials import UpstreamCredentials
 from gateway.pipeline.decide import SESSION_ACTIONS, decide, target_of
 from gateway.pipeline.forward import (
@@ -59,11 +60,13 @@ from gateway.pipeline.identify import (
     token_hash,
 )
 from gateway.pipeline.live import LiveConnections
+from gateway.pipeline.locate import ObjectBindings
 from gateway.pipeline.outbound import response_headers, upstream_headers
+from gateway.pipeline.public import PublicRead
 from gateway.pipeline.routes import RouteTable, canonical_path
 from gateway.pipeline.websocket import FrameLimits, relay_websocket
 from gateway.profiles import Profile
-from gateway.profiles.hooks import HookContext
+from gateway.profiles.hooks import HookContext, Sessions
 from gateway.shares import tokens
 from gateway.shares.access import AccessRecorder
 from gateway.shares.api import ShareApi
@@ -119,6 +122,9 @@ class Pipeline:
     max_learned_response: int
     public_url: str | None
     owners: OwnerDirectory | None = None  # gateway-recorded ownership profiles only
+    objects: ObjectBindings | None = None  # object → session bindings (``session: object`` profiles)
+    public: PublicRead | None = None  # public read of sessions (profiles with ``public_read``)
+    admins: frozenset[str] = frozenset()  # who may call ``action: admin`` routes
     guesses: GuessLimiter = field(default_factory=lambda: GuessLimiter(limit=0, window=60))
     session_id: re.Pattern[str] = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
     max_body: int = 16 << 20
@@ -145,15 +151,13 @@ class Pipeline:
         ``reason_id=client_closed``, never as a 500 (DESIGN.md
         "Cancellation-safe"); the ``CancelledError`` (or reset) is re-raised.
         """
-        import asyncio  # local: CancelledError only, for the one except clause below
-
         started = time.perf_counter()
-        rid = request.headers.get("X-Request-Id", "")
+        rid = request.headers.get("X-Request-Id")
         ex = Exchange(
-            rid if _REQUEST_ID.match(rid) else os.urandom(16).hex(),
+            rid if rid is not None and _REQUEST_ID.match(rid) else os.urandom(16).hex(),
             request.method if request.method in _METHODS else "OTHER",
         )
-        metrics.IN_FLIGHT.inc()
+        metrics.IN_FLIGHT_NOW.inc()
         status = 500
         try:
             response = await self._handle(request, ex)
@@ -176,13 +180,9 @@ class Pipeline:
             status, ex.reason_id = 499, "client_closed"  # nginx's code for a client that went away
             raise
         finally:
-            metrics.IN_FLIGHT.dec()
+            metrics.IN_FLIGHT_NOW.dec()
             elapsed = time.perf_counter() - started
-            metrics.child(
-                metrics.REQUESTS, ex.route, ex.method, metrics.status_class(status), ex.decision
-            ).inc()
-            metrics.child(metrics.REQUEST_DURATION, ex.route, ex.decision).observe(elapsed)
-            metrics.child(metrics.DECISIONS, ex.reason_id).inc()
+            metrics.request_done(ex.route, ex.method, status, ex.decision, ex.reason_id, elapsed)
             access_log.info(
                 "request",
                 request_id=ex.request_id,
@@ -218,13 +218,17 @@ class Pipeline:
                 request, match.params[match.rule.param], match.params.get("share_ref"), caller
             )
         body, call, action = await self._a2a_call(request, match, token, ex)
+        body, found, action = await self._named(request, match, query, body, action, ex)
         share = await self._share(token, action, caller, request)
         now = time.time()
         target = None
         if share is not None and share.usable_at(now) and action in SESSION_ACTIONS:
-            target = await self._target(request, match, call, query, share)
+            target = await self._target(request, match, call, query, share, found)
+        elif token is None and action is Action.READ and self.public is not None:
+            share, target = await self._public_share(match, found, caller)
         decision = decide(
-            caller, token_present=token is not None, share=share, action=action, target=target, now=now
+            caller, token_present=token is not None or share is not None, share=share, action=action,
+            target=target, now=now,
         )
         ex.decision, ex.reason_id = decision.outcome.value, decision.reason_id
         ex.share_id = decision.share.id if decision.share else None
@@ -235,21 +239,34 @@ class Pipeline:
             )
         if decision.outcome is Outcome.AS_CALLER and match.locator is Locator.SHARE:
             self._host_owner_only(caller)
+        if action is Action.ADMIN and caller.user_id not in self.admins:
+            raise Forbidden("only admins may change these settings", reason_id="admin_only")
         if decision.outcome is Outcome.AS_CALLER and self.owners is not None:
-            body = await self._owned(request, match, caller, body)
+            body = await self._owned(request, match, caller, body, found)
+            if match.has_hook("public_flag") and self.public is not None:
+                answered, body = await self._public_flag(request, match, caller, body)
+                if answered is not None:
+                    return answered
         if decision.shared:
             assert decision.share is not None
             self.recorder.record(decision.share.id, caller.label, now)
             if call is not None and call.has_message:
                 body = a2a.with_initiated_by(call, caller.label)
+            if match.has_hook("scope_query") and match.rule is not None and match.rule.param:
+                query = locate.scoped_query(query, match.rule.param, decision.share.session_id)
         return await self._forward(request, ex, match, decision, caller, path, query, body)
 
     async def _caller(self, request: web.Request, match: RouteMatch, token: str | None) -> Caller:
-        """The verified caller; anonymous only with a token and ``allow_anonymous``, or on public routes."""
+        """The verified caller; anonymous only with a token and ``allow_anonymous``, on public
+        routes, or on read routes where a session may be open to public read (``public.py``)."""
         caller = await self.identifier.identify(request)
         if caller is not None:
             return caller
-        if (token is not None and self.shares.allow_anonymous) or match.action is Action.PUBLIC:
+        if (
+            (token is not None and self.shares.allow_anonymous)
+            or match.action is Action.PUBLIC
+            or (self.public is not None and match.action is Action.READ)
+        ):
             return ANONYMOUS
         raise Unauthenticated(headers=WWW_AUTHENTICATE)
 
@@ -280,6 +297,34 @@ class Pipeline:
             return body, None, Action.UNMATCHED
         ex.extra["a2a_method"] = call.method
         return body, call, call.action
+
+    async def _named(
+        self, request: web.Request, match: RouteMatch, query: str, body: bytes | None, action: Action,
+        ex: Exchange,
+    ) -> tuple[bytes | None, Named, Action]:
+        """What a request names (``locate.named``) and its action, reading the JSON body where the
+        locator needs it (``body``, ``call``; at most ``limits.max_parsed_body`` bytes, else 413).
+
+        A read is a write when its query has one of the rule's ``write_when``
+        pairs (sideshow's ``GET /api/comments?author=user`` advances the agent's
+        feedback cursor); a classified call (``call``: JSON-RPC) brings its own
+        action, and every denial of it is a JSON-RPC error echoing its id.
+        """
+        rule = match.rule
+        if rule is None or rule.locator not in locate.NAMED_LOCATORS:
+            return body, Named(), action
+        if rule.locator is Locator.PATH and self.public is None and not rule.write_when:
+            return body, Named(), action  # _target and _owned read the path parameter themselves
+        decoded = None
+        if rule.locator in (Locator.BODY, Locator.CALL) and request.body_exists:
+            body = await read_capped(request, self.max_parsed_body)
+            if body is None:
+                raise PayloadTooLarge()
+            decoded = locate.json_body(body)
+        if rule.locator is Locator.CALL:
+            ex.a2a_route, ex.rpc_id = True, a2a.request_id_of(body) if body else None
+        found = locate.named(rule, match.params, query, decoded, self.profile.classifier)
+        return body, found, locate.action_of(rule, query, found)
 
     async def _share(
         self, token: str | None, action: Action, caller: Caller, request: web.Request
@@ -313,8 +358,10 @@ class Pipeline:
         call: A2ACall | None,
         query: str,
         share: Share,
+        found: Named,
     ) -> Target:
-        """The session the request provably targets (DESIGN.md "A2A": contextId or task binding)."""
+        """The session the request provably targets (DESIGN.md "A2A": contextId or task binding;
+        ``locate.target``: named sessions and objects' bindings, probed as the share's owner)."""
         rule = match.rule
         assert rule is not None
         if rule.locator is Locator.SHARE:  # the profile's message authorizer confines the socket
@@ -323,9 +370,10 @@ class Pipeline:
             return Target(share.session_id)
         if rule.locator is Locator.PATH and rule.param:
             return Target(self._valid_id(match.params[rule.param]))
-        if rule.locator is Locator.QUERY and rule.param:
-            values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == rule.param]
-            return Target(values[0]) if len(values) == 1 else Target(None, "share_no_target")
+        if rule.locator in locate.NAMED_LOCATORS:
+            if found.empty and match.has_hook("scope_query"):
+                return Target(share.session_id)  # the query is set to the share's session
+            return locate.target(found, await self._bound(found, share.owner_id))
         context: str | None = None
         task_ids: tuple[str, ...] = ()
         if rule.locator is Locator.TASK and rule.param:
@@ -354,6 +402,80 @@ class Pipeline:
             if context_of is None:
                 break
         return target_of(context, bound)
+
+    async def _bound(self, found: Named, user: str | None) -> dict[str, str | None]:
+        """The session each named object is bound to, probed as ``user`` when unknown (never
+        for ``None``: an anonymous visitor does not make the gateway ask the upstream)."""
+        bound: dict[str, str | None] = {}
+        objects = self.objects
+        for object_id in found.objects:
+            self._valid_id(object_id)
+            if objects is None:
+                bound[object_id] = None
+            elif user is None:
+                bound[object_id] = await objects.session_of(object_id)
+            else:
+                bound[object_id] = await objects.resolve(object_id, self._fetch_as, user)
+        return bound
+
+    async def _public_share(
+        self, match: RouteMatch, found: Named, caller: Caller
+    ) -> tuple[Share | None, Target | None]:
+        """A read by a visitor without a share link, of a session open to public read
+        (``public.py``): its public share and target; ``(None, None)`` otherwise (the
+        visitor acts as themself, and the session's owner always does)."""
+        assert self.public is not None
+        if match.rule is None or match.rule.locator not in locate.NAMED_LOCATORS or found.empty:
+            return None, None
+        for session_id in found.sessions:
+            self._valid_id(session_id)
+        target = locate.target(found, await self._bound(found, caller.user_id))
+        if target.session_id is None:
+            return None, None
+        if self.owners is not None and await self.owners.owns(target.session_id, caller.user_id):
+            return None, None
+        share = await self.public.share_of(target.session_id)
+        return (share, target) if share is not None else (None, None)
+
+    async def _public_flag(
+        self, request: web.Request, match: RouteMatch, caller: Caller, body: bytes | None
+    ) -> tuple[web.Response | None, bytes | None]:
+        """The owner turning public read on/off (hook ``public_flag``; ``public.flag_of``):
+        answered by the gateway; any other body is forwarded unchanged. ``_owned`` checked
+        ownership."""
+        assert self.public is not None
+        assert match.rule is not None
+        assert match.rule.param
+        assert caller.user_id is not None
+        if body is None and request.body_exists:
+            body = await read_capped(request, self.max_parsed_body)
+            if body is None:
+                raise PayloadTooLarge()
+        field_name = self.profile.public_flag
+        assert field_name is not None
+        value = public.flag_of(body, field_name)
+        if value is None:
+            return None, body
+        session_id = match.params[match.rule.param]
+        await self.public.set(session_id, caller.user_id, value)
+        answer = {"id": session_id, field_name: value}
+        return web.json_response(answer, headers={"Cache-Control": "no-store"}), body
+
+    def _session_services(self) -> Sessions | None:
+        """What response hooks may ask about sessions (gateway-recorded ownership profiles)."""
+        owners = self.owners
+        if owners is None:
+            return None
+        objects, public_read = self.objects, self.public
+
+        async def learn(pairs: list[tuple[str, str]]) -> None:
+            if objects is not None:
+                await objects.learn(pairs)
+
+        async def public_of(ids: list[str]) -> set[str]:
+            return await public_read.public(ids) if public_read is not None else set()
+
+        return Sessions(owners.owners_of, owners.record, learn, public_of)
 
     async def _probe_binding(
         self,
@@ -424,7 +546,8 @@ class Pipeline:
             match.has_hook("record_owner") or match.has_hook("filter_owned")
         )
         rewrite = self.profile.response_hook(rule)
-        if learn or card or owner_hook or rewrite is not None:
+        owned_feed = match.has_hook("filter_events") and decision.outcome is Outcome.AS_CALLER
+        if learn or card or owner_hook or rewrite is not None or owned_feed:
             headers.popall("Accept-Encoding", None)  # bodies the gateway reads are not encoded
         data: Any = body
         if data is None and request.body_exists:
@@ -443,7 +566,10 @@ class Pipeline:
             if card and upstream.status == 200 and is_json(content_type):
                 return await self._agent_card(request, ex, upstream, decision, path)
             if rewrite is not None and 200 <= upstream.status < 300 and is_json(content_type):
-                context = HookContext(caller, decision, match.params, self._fetch_as, self._opened_shares)
+                context = HookContext(
+                    caller, decision, match.params, self._fetch_as, self._opened_shares,
+                    self._session_services(),
+                )
                 body = await rewrite(context, await self._read_answer(upstream))
                 out = response_headers(upstream.headers, decision=decision, body_replaced=True)
                 out["X-Request-Id"] = ex.request_id
@@ -462,6 +588,8 @@ class Pipeline:
                 )
             out = response_headers(upstream.headers, decision=decision, body_replaced=False)
             out["X-Request-Id"] = ex.request_id
+            if owned_feed and is_sse(content_type) and caller.user_id is not None:
+                return await self._owned_events(request, upstream, out, caller.user_id)
             length = upstream.content_length
             if length is not None and length <= SMALL_BODY and request.method != "HEAD":
                 # A small, complete body: one read and one write beat a streamed relay.
@@ -482,13 +610,46 @@ class Pipeline:
                 await self.bindings.learn(a2a.bindings_in_json(b"".join(buffered)))
             return response
 
+    async def _owned_events(
+        self, request: web.Request, upstream: Any, out: CIMultiDict[str], user: str
+    ) -> web.StreamResponse:
+        """A feed answering its owner, cut down to their sessions event by event (``events.py``)."""
+        assert self.owners is not None
+        keeps = events.OwnedFilter(user, self.owners.owner_of).keeps
+        objects = self.objects
+
+        async def learn(data: Any) -> None:
+            if objects is not None:
+                await objects.learn(locate.pairs_in(data, objects.field))
+
+        return await events.relay_owned(request, upstream, out, self.live, keeps, learn)
+
+    async def _owns_named(self, found: Named, caller: Caller) -> None:
+        """Every session a request names (in its query or body, or as an object's bound
+        session, probed as the caller) is the caller's; else 404, as if it did not exist."""
+        assert self.owners is not None
+        user = caller.user_id
+        if user is None:
+            raise NotFound("session not found", reason_id="session_not_owner")
+        bound = await self._bound(found, user)
+        if any(session is None for session in bound.values()):
+            raise NotFound("not found", reason_id="object_unbound")
+        sessions = [*found.sessions, *(s for s in bound.values() if s is not None)]
+        owners = await self.owners.owners_of(list(dict.fromkeys(sessions)))
+        if any(owners.get(s) != user for s in sessions):
+            raise NotFound("session not found", reason_id="session_not_owner")
+
     async def _owned(
-        self, request: web.Request, match: RouteMatch, caller: Caller, body: bytes | None
+        self, request: web.Request, match: RouteMatch, caller: Caller, body: bytes | None, found: Named
     ) -> bytes | None:
         """Gateway-recorded ownership (upstreams without users: docker-agent, plain A2A agents).
 
         A session route reached as the caller is the owner's only: anyone else
-        gets 404, as if it did not exist. Batch routes (hook ``owned_ids``)
+        gets 404, as if it did not exist; so is one naming sessions or objects
+        in its query or body (``locate.named``; ``_owns_named``). Naming none
+        is a request about no existing session: one that creates a session
+        (recorded as the caller's by the answer hooks) or a board-wide listing
+        (filtered by them). Batch routes (hook ``owned_ids``)
         must name only the caller's sessions, or nothing is forwarded (403).
         Returns the request body if it had to be read.
 
@@ -582,6 +743,8 @@ class Pipeline:
             and not await self.owners.owns(match.params[rule.param], caller.user_id)
         ):
             raise NotFound("session not found", reason_id="session_not_owner")
+        if rule.locator in locate.NAMED_LOCATORS and rule.locator is not Locator.PATH:
+            await self._owns_named(found, caller)
         if match.has_hook("owned_ids"):
             body = await read_capped(request, self.max_parsed_body)
             if body is None:
@@ -601,6 +764,9 @@ class Pipeline:
         Raises ``GatewayError`` 502 past ``limits.max_learned_response`` bytes:
         an answer the gateway must rewrite is never relayed unrewritten.
         """
+        length = upstream.content_length
+        if length is not None and length <= self.max_learned_response:
+            return bytes(await upstream.read())  # a declared length aiohttp holds the upstream to
         parts: list[bytes] = []
         size = 0
         async for chunk in upstream.content.iter_any():

@@ -9,6 +9,7 @@ from gateway.models import Action, Caller, Decision, Outcome, Share, Target
 READ_ONLY_MESSAGE = "share link is read-only"
 INVALID_SHARE_MESSAGE = "share link is invalid, expired or revoked"
 NOT_APPLICABLE_MESSAGE = "share link does not grant access to this resource"
+DENIED_MESSAGE = "this route is not available through the gateway"
 SESSION_ACTIONS = frozenset({Action.READ, Action.WRITE})
 
 
@@ -54,6 +55,7 @@ def decide(
     session the request provably targets (``None`` when not session-scoped).
     Rows, in order:
 
+    0. action is deny → 403 for everyone (``route_denied``), token or not;
     1. no token → caller's identity;
     2. action is owner-only/public/unmatched → token ignored, caller's identity;
     3. token unknown, revoked or expired → 403 (one body for all three);
@@ -61,6 +63,8 @@ def decide(
     5. read → owner; write on a read-write share → owner;
        write on a read-only share → 403 "share link is read-only".
     """
+    if action is Action.DENY:
+        return Decision(Outcome.DENY, "route_denied", status=403, message=DENIED_MESSAGE)
     if not token_present:
         if caller.user_id is None and action is not Action.PUBLIC:
             return Decision(Outcome.DENY, "identity_missing", status=401, message="authentication required")
@@ -68,7 +72,7 @@ def decide(
     if action not in SESSION_ACTIONS:
         if action is Action.PUBLIC:
             return Decision(Outcome.AS_CALLER, "share_not_needed", effective_user=caller.user_id)
-        reason = "share_owner_only" if action is Action.OWNER_ONLY else "share_route_unscoped"
+        reason = "share_owner_only" if action in (Action.OWNER_ONLY, Action.ADMIN) else "share_route_unscoped"
         return _as_caller(caller, reason)
     if share is None or not share.usable_at(now):
         return Decision(Outcome.DENY, "share_invalid", status=403, message=INVALID_SHARE_MESSAGE)

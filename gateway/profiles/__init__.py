@@ -12,11 +12,17 @@ import yaml
 
 from gateway.models import Action, Locator, RouteRule
 from gateway.profiles import hooks as response_hooks
-from gateway.profiles.hooks import MessageAuthorizer, ResponseHook
+from gateway.profiles.hooks import MessageAuthorizer, RequestClassifier, ResponseHook
 from gateway.profiles.links import Links
 from gateway.profiles.links import parse as parse_links
 
-HOOKS = frozenset({"agent_card", "record_owner", "filter_owned", "owned_ids"})
+# Built-in route hooks: the pipeline's own (``gateway/pipeline``), any profile may use them.
+HOOKS = frozenset({
+    "agent_card", "record_owner", "filter_owned", "owned_ids",
+    "scope_query",  # a share holder's query parameter ``param`` is set to the share's session
+    "filter_events",  # an unscoped SSE feed is filtered to the caller's sessions (``pipeline/events.py``)
+    "public_flag",  # ``{<public_read.field>: bool}`` is answered by the gateway (``pipeline/public.py``)
+})
 OWNERSHIP_MODES = frozenset({"upstream-probe", "gateway-recorded"})
 
 
@@ -54,6 +60,16 @@ class Profile:
     # (agent-host: ``tkn``, where an unmodified client sends its connection token).
     share_query_param: str | None = None
     upstream_query_param: str | None = None  # ``upstream_auth.mode: query``: the token's parameter
+    # Object bindings (``session: object`` routes; ``gateway/pipeline/locate.py``): the JSON
+    # field of an upstream answer naming the session of the object whose ``id`` it carries,
+    # and the upstream path (with ``{id}``) that answers one object when no binding is known.
+    binding_field: str | None = None
+    binding_probe: str | None = None
+    # ``public_read.field``: the request body field that turns public read of a session on/off
+    # (``gateway/pipeline/public.py``), also set in the answer hooks' session listings.
+    public_flag: str | None = None
+    # Its request classifier (``hook_module``'s ``REQUEST_CLASSIFIER``) for ``session: call`` routes.
+    classifier: RequestClassifier | None = None
 
     def response_hook(self, rule: RouteRule | None) -> ResponseHook | None:
         """The response hook a route uses, if any (at most one per route)."""
@@ -85,10 +101,26 @@ def _rule(index: int, raw: Any, problems: list[str], known: frozenset[str] = HOO
         problems.append(f"{where}: path must start with '/'")
         return None
     param = raw.get("param")
-    if locator in (Locator.PATH, Locator.TASK) and f"{{{param}}}" not in path:
+    object_param = raw.get("object")
+    if isinstance(object_param, str):
+        object_param = [object_param]
+    if object_param is not None and (
+        not isinstance(object_param, list) or not all(isinstance(o, str) and o for o in object_param)
+    ):
+        problems.append(f"{where}: object must name query parameters or body fields")
+        object_param = None
+    if locator in (Locator.PATH, Locator.TASK, Locator.OBJECT) and f"{{{param}}}" not in path:
         problems.append(f"{where}: session {locator.value} needs param naming a path parameter")
-    if locator is Locator.QUERY and not param:
-        problems.append(f"{where}: session query needs param")
+    if locator in (Locator.QUERY, Locator.BODY) and not (param or object_param):
+        problems.append(f"{where}: session {locator.value} needs param or object")
+    if object_param is not None and locator not in (Locator.QUERY, Locator.BODY):
+        problems.append(f"{where}: object names a query parameter or body field: session query or body only")
+    write_when = raw.get("write_when") or {}
+    if not isinstance(write_when, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in write_when.items()
+    ):
+        problems.append(f"{where}: write_when must map query parameters to values")
+        write_when = {}
     hooks = frozenset(raw.get("hooks", []))
     if hooks - known:
         problems.append(f"{where}: unknown hooks {sorted(hooks - known)}")
@@ -103,6 +135,8 @@ def _rule(index: int, raw: Any, problems: list[str], known: frozenset[str] = HOO
         locator=locator,
         param=param,
         hooks=hooks,
+        object_params=tuple(object_param or ()),
+        write_when=frozenset(write_when.items()),
     )
 
 
@@ -136,6 +170,24 @@ def parse(data: Any) -> Profile:
         problems.append("links.placeholders: need ownership.mode upstream-probe (they come from its answer)")
     if authorizer is None and any(r is not None and r.locator is Locator.SHARE for r in rules):
         problems.append("session: share needs a hook_module with a MESSAGE_AUTHORIZER")
+    try:
+        classifier = response_hooks.load_classifier(data.get("hook_module"))
+    except ValueError as exc:
+        problems.append(str(exc))
+        classifier = None
+    if classifier is None and any(r is not None and r.locator is Locator.CALL for r in rules):
+        problems.append("session: call needs a hook_module with a REQUEST_CLASSIFIER")
+    bindings = data.get("bindings") or {}
+    probe = bindings.get("probe") if isinstance(bindings, dict) else None
+    binding_field = bindings.get("session_field") if isinstance(bindings, dict) else None
+    if probe is not None and (not isinstance(probe, str) or "{id}" not in probe or not probe.startswith("/")):
+        problems.append("bindings.probe: an upstream path with {id}")
+    if any(r is not None and r.locator is Locator.OBJECT for r in rules) and not binding_field:
+        problems.append("session: object needs bindings.session_field")
+    public = data.get("public_read") or {}
+    public_flag = public.get("field") if isinstance(public, dict) else None
+    if any(r is not None and "public_flag" in r.hooks for r in rules) and not public_flag:
+        problems.append("hooks: public_flag needs public_read.field")
     if problems:
         raise ProfileError(problems)
     return Profile(
@@ -154,6 +206,10 @@ def parse(data: Any) -> Profile:
         authorizer=authorizer,
         share_query_param=data.get("share_query_param"),
         upstream_query_param=upstream_auth.get("param"),
+        binding_field=binding_field,
+        binding_probe=probe,
+        public_flag=public_flag,
+        classifier=classifier,
     )
 
 

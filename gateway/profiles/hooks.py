@@ -11,7 +11,9 @@ the gateway decided, the route's path parameters, and two narrow services
 
 The same module may export ``MESSAGE_AUTHORIZER``, a ``MessageAuthorizer``
 that decides, frame by frame, what a WebSocket connection opened through a
-share may send and receive.
+share may send and receive, and ``REQUEST_CLASSIFIER``, a pure function from a
+decoded JSON request body to the ``Named`` sessions and objects it touches and
+its action (``session: call`` routes: JSON-RPC tools such as MCP's).
 """
 
 from __future__ import annotations
@@ -21,13 +23,30 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.models import Caller, Decision, Share
+from gateway.models import Caller, Decision, Named, Share
 
 # (method, path, user) → (status, body); the path is the upstream's, already encoded.
 Fetch = Callable[[str, str, str], Awaitable[tuple[int, bytes]]]
 # user → [(share, token or None)]: live shares the user has opened, with the
 # token when the store keeps tokens (``shares.token_storage: encrypted``).
 OpenedShares = Callable[[str], Awaitable[list[tuple[Share, str | None]]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Sessions:
+    """What a response hook may ask and tell about sessions (gateway-recorded ownership).
+
+    ``owners_of(ids)`` → owner per session (``None``: nobody); ``record_owner(session,
+    user)`` → the owner of record after recording ``user`` as the creator (first
+    record wins); ``learn([(object id, session id)])`` records object bindings
+    (first binding wins); ``public(ids)`` → the subset open to public read.
+    Each raises ``DependencyUnavailable`` when the store cannot answer.
+    """
+
+    owners_of: Callable[[list[str]], Awaitable[dict[str, str | None]]]
+    record_owner: Callable[[str, str], Awaitable[str]]
+    learn: Callable[[list[tuple[str, str]]], Awaitable[None]]
+    public: Callable[[list[str]], Awaitable[set[str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +58,13 @@ class HookContext:
     params: Mapping[str, str]
     fetch_as: Fetch
     opened_shares: OpenedShares
+    sessions: Sessions | None = None  # gateway-recorded ownership profiles only
 
 
 ResponseHook = Callable[[HookContext, bytes], Awaitable[bytes]]
+# A decoded JSON request body → what it names and its action; raises ``GatewayError``
+# (e.g. ``JsonRpcError``) for a body it refuses. Pure: no I/O.
+RequestClassifier = Callable[[Any], Named]
 
 
 def load(module: str | None) -> Mapping[str, ResponseHook]:
@@ -133,3 +156,14 @@ def load_authorizer(module: str | None) -> MessageAuthorizer | None:
     if authorizer is not None and not isinstance(authorizer, MessageAuthorizer):
         raise ValueError(f"hook_module {module!r}: MESSAGE_AUTHORIZER is not a MessageAuthorizer")
     return authorizer
+
+
+def load_classifier(module: str | None) -> RequestClassifier | None:
+    """The ``REQUEST_CLASSIFIER`` of ``gateway.profiles.<module>``, if it has one."""
+    if module is None:
+        return None
+    loaded: Any = importlib.import_module(f"{__package__}.{module}")
+    classifier = getattr(loaded, "REQUEST_CLASSIFIER", None)
+    if classifier is not None and not callable(classifier):
+        raise ValueError(f"hook_module {module!r}: REQUEST_CLASSIFIER is not callable")
+    return classifier
