@@ -304,6 +304,7 @@ def create_app(
             - credentials.replaced
             - {normalise_header_name(h) for h in profile.carrier_headers},
             live=app[LIVE],
+            share_cookie=profile.share_cookie,
             share_param=(profile.share_query_param or settings.shares.query_param)
             if settings.shares.allow_query_param
             else None,

@@ -19,7 +19,11 @@
   ``GET /api/posts/recent`` lists posts of every session; ``GET /api/posts/:id`` one post.
 - server/types.ts ``newId``: 64 random bits as 11 url-safe base64 characters (``-`` and ``_`` included).
 - Viewer pages (``/``, ``/session/:id``, ``/session/:id/p/:postId``): the SPA's HTML; ``/p/:id`` (and
-  legacy ``/s/:id``): 404 ``Surface not found`` for an unknown post, else the viewer HTML;
+  legacy ``/s/:id``): 404 ``Surface not found`` for an unknown post, else the viewer HTML. Each page
+  passes through ``withViewerConfig``, which puts a ``<script>`` of viewer globals before the page's
+  last ``</head>`` (``injectHead``): ``__SIDESHOW_BASE_PATH__`` always, ``__SIDESHOW_READONLY__`` and
+  ``__SIDESHOW_PUBLIC_READ__`` only for unauthenticated readers in public-read mode (never here: the
+  gateway always authenticates);
   ``GET /api/kits``, ``GET /api/theme``; ``PUT /api/theme`` ``{id}`` (400 ``unknown theme id``),
   broadcasting ``theme-changed``.
 - server/app.ts ``reviseSurface`` / ``remove``: ``PUT``/``PATCH``/``DELETE /api/posts/:id`` (aliases
@@ -62,7 +66,8 @@ from aiohttp import web
 
 UNAUTHORIZED_API = "unauthorized — send Authorization: Bearer <token>"
 OPEN = frozenset({"/guide", "/setup", "/agent-howto"})
-VIEWER = "<!doctype html><html><head><title>sideshow</title></head><body><div id=app></div></body></html>"
+VIEWER = ('<!doctype html><html><head><title>sideshow</title><script>window.__SIDESHOW_BASE_PATH__="";</script>'
+          "</head><body><div id=app></div></body></html>")
 THEMES = ("paper", "ink")
 
 

@@ -39,7 +39,7 @@ from gateway.models import (
 )
 from gateway.observe import metrics
 from gateway.observe.logging import get_logger
-from gateway.pipeline import a2a, events, locate, public
+from gateway.pipeline import a2a, cookie, events, locate, public
 from gateway.pipeline.credentials import UpstreamCredentials
 from gateway.pipeline.decide import SESSION_ACTIONS, decide, target_of
 from gateway.pipeline.forward import (
@@ -52,6 +52,7 @@ from gateway.pipeline.forward import (
     relay,
 )
 from gateway.pipeline.identify import (
+    SHARE_TOKEN_HEADER,
     WWW_AUTHENTICATE,
     Identifier,
     extract_share_token,
@@ -65,7 +66,7 @@ from gateway.pipeline.outbound import response_headers, upstream_headers
 from gateway.pipeline.public import PublicRead
 from gateway.pipeline.routes import RouteTable, canonical_path
 from gateway.pipeline.websocket import FrameLimits, relay_websocket
-from gateway.profiles import Profile
+from gateway.profiles import Profile, hooks
 from gateway.profiles.hooks import HookContext, Sessions
 from gateway.shares import tokens
 from gateway.shares.access import AccessRecorder
@@ -100,6 +101,7 @@ class Exchange:
     upstream_ms: float | None = None
     rpc_id: Any = None
     a2a_route: bool = False
+    set_cookie: str | None = None  # a share cookie issued or cleared (``cookie``), on the answer
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -131,6 +133,7 @@ class Pipeline:
     strip: frozenset[str] = frozenset()  # from outbound.strip_set, built at start-up
     query_carriers: frozenset[str] = frozenset()  # the profile's identity query parameters
     share_param: str | None = "share"  # the query parameter a share token may come in (None: off)
+    share_cookie: str | None = None  # the profile's ``share_cookie`` (``cookie``): None for most profiles
     host_owner: str | None = None  # ``default_owner``: who may open unshared ``session: share`` routes
     ws_limits: FrameLimits = field(default_factory=FrameLimits)
     trusted_agents: tuple[Network, ...] = ()
@@ -162,6 +165,8 @@ class Pipeline:
         try:
             response = await self._handle(request, ex)
             status = response.status
+            if ex.set_cookie is not None and not response.prepared:
+                response.headers.add("Set-Cookie", ex.set_cookie)
             return response
         except GatewayError as err:
             ex.decision = ex.decision if ex.decision != "none" else Outcome.DENY.value
@@ -169,9 +174,10 @@ class Pipeline:
             if ex.a2a_route:
                 err = JsonRpcError.from_error(err, ex.rpc_id)
             status = err.status
-            return web.json_response(
-                err.body(), status=err.status, headers={**err.headers, "X-Request-Id": ex.request_id}
-            )
+            headers = {**err.headers, "X-Request-Id": ex.request_id}
+            if ex.set_cookie is not None:
+                headers["Set-Cookie"] = ex.set_cookie
+            return web.json_response(err.body(), status=err.status, headers=headers)
         except StreamAborted as exc:
             ex.reason_id = "upstream_stream_aborted"
             ex.extra["error"] = str(exc)
@@ -208,6 +214,10 @@ class Pipeline:
             ex.decision, ex.reason_id, ex.caller = AS_AGENT.outcome.value, AS_AGENT.reason_id, AGENT.label
             return await self._forward(request, ex, match, AS_AGENT, AGENT, path, query, None)
         token, query = extract_share_token(request, self.share_param, self.query_carriers)
+        from_cookie = False
+        if token is None and self.share_cookie is not None:
+            token = cookie.token(request.headers, self.share_cookie)
+            from_cookie = token is not None
         caller = await self._caller(request, match, token)
         ex.caller = caller.label
         if match.action is Action.SHARE_API:
@@ -221,6 +231,11 @@ class Pipeline:
         body, found, action = await self._named(request, match, query, body, action, ex)
         share = await self._share(token, action, caller, request)
         now = time.time()
+        if from_cookie and (action not in SESSION_ACTIONS or share is None or not share.usable_at(now)):
+            assert self.share_cookie is not None
+            if action in SESSION_ACTIONS:  # an ambient cookie never blocks: a dead one is dropped and cleared
+                ex.set_cookie = cookie.cleared(self.share_cookie, secure=self._secure(request))
+            token, share = None, None
         target = None
         if share is not None and share.usable_at(now) and action in SESSION_ACTIONS:
             target = await self._target(request, match, call, query, share, found)
@@ -250,6 +265,10 @@ class Pipeline:
         if decision.shared:
             assert decision.share is not None
             self.recorder.record(decision.share.id, caller.label, now)
+            if self.share_cookie is not None and token is not None and not from_cookie and (
+                SHARE_TOKEN_HEADER not in request.headers
+            ):  # a share link opened in a browser: its page's own requests carry the token back
+                ex.set_cookie = cookie.issued(self.share_cookie, token, secure=self._secure(request))
             if call is not None and call.has_message:
                 body = a2a.with_initiated_by(call, caller.label)
             if match.has_hook("scope_query") and match.rule is not None and match.rule.param:
@@ -565,7 +584,7 @@ class Pipeline:
             content_type = upstream.headers.get("Content-Type", "")
             if card and upstream.status == 200 and is_json(content_type):
                 return await self._agent_card(request, ex, upstream, decision, path)
-            if rewrite is not None and 200 <= upstream.status < 300 and is_json(content_type):
+            if rewrite is not None and 200 <= upstream.status < 300 and hooks.accepts(rewrite, content_type):
                 context = HookContext(
                     caller, decision, match.params, self._fetch_as, self._opened_shares,
                     self._session_services(),
@@ -886,6 +905,10 @@ class Pipeline:
                 raise
             return raw, match
         return path, self.routes.match(request.method, path)
+
+    def _secure(self, request: web.Request) -> bool:
+        """Is the client's side HTTPS (the connection, or ``public_url``)? Cookies then say ``Secure``."""
+        return request.secure or (self.public_url or "").startswith("https://")
 
     def _host_owner_only(self, caller: Caller) -> None:
         """Without a share, a ``session: share`` route (a whole agent host) is its owner's alone."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -68,6 +69,8 @@ class Profile:
     # ``public_read.field``: the request body field that turns public read of a session on/off
     # (``gateway/pipeline/public.py``), also set in the answer hooks' session listings.
     public_flag: str | None = None
+    # ``share_cookie``: the cookie a share link's token is handed back in (``gateway/pipeline/cookie.py``)
+    share_cookie: str | None = None
     # Its request classifier (``hook_module``'s ``REQUEST_CLASSIFIER``) for ``session: call`` routes.
     classifier: RequestClassifier | None = None
 
@@ -188,6 +191,14 @@ def parse(data: Any) -> Profile:
     public_flag = public.get("field") if isinstance(public, dict) else None
     if any(r is not None and "public_flag" in r.hooks for r in rules) and not public_flag:
         problems.append("hooks: public_flag needs public_read.field")
+    share_cookie = data.get("share_cookie")
+    if share_cookie is not None and (
+        not isinstance(share_cookie, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", share_cookie)
+    ):
+        problems.append("share_cookie must be a cookie name (letters, digits, _ and -)")
+    elif share_cookie is not None and "cookie" not in {h.lower() for h in carrier_headers}:
+        # the gateway's cookie must never reach the upstream: Cookie has to be a dropped carrier
+        problems.append("share_cookie needs Cookie in identity_carriers.headers")
     if problems:
         raise ProfileError(problems)
     return Profile(
@@ -210,6 +221,7 @@ def parse(data: Any) -> Profile:
         binding_probe=probe,
         public_flag=public_flag,
         classifier=classifier,
+        share_cookie=share_cookie,
     )
 
 

@@ -3,7 +3,8 @@
 A profile names a module of this package (``hook_module: kagent_hooks``);
 that module exports ``RESPONSE_HOOKS``, a mapping from hook name to an async
 function. A route lists the hooks it uses (``hooks: [read_only_flag]``). For a
-2xx JSON answer on such a route, the pipeline reads the body whole (at most
+2xx JSON answer (HTML for a hook marked ``html``) on such a route, the
+pipeline reads the body whole (at most
 ``limits.max_learned_response`` bytes), calls the hook, and sends what it
 returns. Hooks see the request only through ``HookContext``: who asked, what
 the gateway decided, the route's path parameters, and two narrow services
@@ -62,6 +63,20 @@ class HookContext:
 
 
 ResponseHook = Callable[[HookContext, bytes], Awaitable[bytes]]
+
+
+def html(hook: ResponseHook) -> ResponseHook:
+    """Mark a response hook as one that rewrites ``text/html`` answers (hooks see JSON by default)."""
+    hook.media_type = "text/html"  # type: ignore[attr-defined]
+    return hook
+
+
+def accepts(hook: ResponseHook, content_type: str) -> bool:
+    """Does ``hook`` rewrite answers of this ``Content-Type``? (JSON, or HTML for ``html`` hooks)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if getattr(hook, "media_type", None) == "text/html":
+        return media == "text/html"
+    return media == "application/json" or media.endswith("+json")
 # A decoded JSON request body → what it names and its action; raises ``GatewayError``
 # (e.g. ``JsonRpcError``) for a body it refuses. Pure: no I/O.
 RequestClassifier = Callable[[Any], Named]

@@ -16,6 +16,8 @@ Answer hooks (``RESPONSE_HOOKS``, for 2xx JSON answers):
   (board-wide ``GET /api/posts/recent``, ``GET /api/comments`` without a
   session), and learns their bindings;
 * ``learn``: learns post, comment and asset bindings (``id`` → ``sessionId``);
+* ``viewer_config`` (HTML): a viewer page served through a share opens in
+  sideshow's one-session, read-only mode;
 * ``published``: a write's answer (REST, or an MCP tool result) names the
   session it went to: learned, and recorded as the user's when new (a publish
   or upload without ``session`` creates one). An answer naming another user's
@@ -30,7 +32,7 @@ from typing import Any
 from gateway.errors import GatewayError, JsonRpcError
 from gateway.models import Action, Named
 from gateway.pipeline.locate import pairs_in
-from gateway.profiles.hooks import HookContext, ResponseHook
+from gateway.profiles.hooks import HookContext, ResponseHook, html
 
 SESSION = "sessionId"  # the field naming a post's, comment's or asset's session
 UNEXPECTED = "upstream listing has an unexpected shape"
@@ -202,7 +204,36 @@ async def session_list(ctx: HookContext, raw: bytes) -> bytes:
     return json.dumps([{**s, "shared": s["id"] in public} for s in mine], separators=(",", ":")).encode()
 
 
+_HEAD_CLOSE = b"</head>"
+
+
+@html
+async def viewer_config(ctx: HookContext, page: bytes) -> bytes:
+    """The viewer page served through a share (or public read) opens in sideshow's one-session mode.
+
+    sideshow tells its viewer SPA how to behave with globals it injects before
+    the page's last ``</head>`` (``server/app.ts`` ``withViewerConfig`` and
+    ``injectHead``): ``__SIDESHOW_PUBLIC_READ__ = "session"`` shows one
+    session's stream, without the session list (``viewer/src/api.ts``:
+    ``layout`` is ``"stream"``), and ``__SIDESHOW_READONLY__`` hides write
+    controls and scopes the live feed to ``?session=``. sideshow sets them for
+    unauthenticated readers only, and through the gateway every request is
+    authenticated, so the gateway sets them itself: both for a read-only share
+    (and public read), the one-session layout alone for a read-write share.
+    Pages served to their owner are unchanged.
+    """
+    share = ctx.decision.share
+    if not ctx.decision.shared or share is None or not page:  # an owner's page, or a HEAD answer
+        return page
+    config = ('window.__SIDESHOW_READONLY__=true;window.__SIDESHOW_PUBLIC_READ__="session";'
+              if share.read_only else 'window.__SIDESHOW_PUBLIC_READ__="session";')
+    script = f"<script>{config}</script>".encode()
+    at = page.rfind(_HEAD_CLOSE)
+    return page[:at] + script + page[at:] if at >= 0 else script + page
+
+
 RESPONSE_HOOKS: dict[str, ResponseHook] = {
+    "viewer_config": viewer_config,
     "sessions": session_list,
     "owned_only": owned_only,
     "learn": learn,

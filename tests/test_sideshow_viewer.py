@@ -1,0 +1,116 @@
+"""A sideshow share link opened in a browser: the viewer page in one-session mode, and the share
+cookie that carries the token on the page's own requests (gateway/pipeline/cookie.py), against the
+stand-in written from sideshow's source (tests/sideshow_standin.py)."""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+from typing import Any
+
+import pytest
+
+from gateway import profiles
+from tests import test_sideshow as base
+from tests.conftest import Client
+from tests.sideshow_standin import VIEWER, StandIn
+from tests.test_sideshow import new_session, seed_post
+
+standin, make_sideshow, ss = base.standin, base.make_sideshow, base.ss
+
+COOKIE = "share_gateway_share"
+SIDESHOW_CONFIG = '<script>window.__SIDESHOW_BASE_PATH__="";</script>'  # sideshow's own, for any reader
+READ_ONLY = '<script>window.__SIDESHOW_READONLY__=true;window.__SIDESHOW_PUBLIC_READ__="session";</script>'
+ONE_SESSION = '<script>window.__SIDESHOW_PUBLIC_READ__="session";</script>'
+
+
+def set_cookie(headers: Any) -> SimpleCookie:
+    values = headers.getall("Set-Cookie", [])
+    assert len(values) == 1, values
+    jar: SimpleCookie = SimpleCookie()
+    jar.load(values[0])
+    return jar
+
+
+async def test_a_share_link_opened_in_a_browser_keeps_working_for_the_page_s_own_requests(
+    ss: tuple[Client, StandIn],
+) -> None:
+    c, fake = ss
+    sid, other, mine = await new_session(c, "alice"), await new_session(c, "alice"), await new_session(c, "bob")
+    seed_post(fake, sid, "shown")
+    token = (await c.share("alice", sid, read_only=True))["token"]
+
+    status, page, headers = await c.call("GET", f"/session/{sid}?share={token}", user="bob")
+    assert status == 200
+    assert page == VIEWER.replace("</head>", READ_ONLY + "</head>")  # after sideshow's own globals
+    assert SIDESHOW_CONFIG + READ_ONLY + "</head>" in page
+    cookie = set_cookie(headers)[COOKIE]
+    assert cookie.value == token
+    assert cookie["path"] == "/" and cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert cookie["secure"]  # public_url is https
+    assert headers["Cache-Control"] == "no-store" and headers["Referrer-Policy"] == "no-referrer"
+
+    browser = {"Cookie": f"{COOKIE}={token}"}  # what the browser sends with the page's own requests
+    status, posts, _ = await c.call("GET", f"/api/sessions/{sid}/posts", user="bob", headers=browser)
+    assert status == 200 and [p["id"] for p in posts] == ["post-shown"]
+    status, _, _ = await c.call("GET", f"/api/sessions/{sid}/posts", user="bob")
+    assert status == 404  # without the cookie: not bob's session
+    status, _, headers = await c.call("GET", f"/api/sessions/{mine}/posts", user="bob", headers=browser)
+    assert status == 200 and "Set-Cookie" not in headers  # bob's own session: the cookie changes nothing
+    status, _, _ = await c.call("GET", f"/api/sessions/{other}/posts", user="bob", headers=browser)
+    assert status == 404  # the share opens one session only
+    status, _, _ = await c.call("POST", f"/api/sessions/{sid}/trace", user="bob", headers=browser,
+                                json_body={"steps": []})
+    assert status == 403  # read-only
+    assert all("share_gateway" not in r["headers"].get("Cookie", "") for r in fake.requests)  # never upstream
+
+
+async def test_a_dead_share_cookie_is_cleared_and_never_blocks(ss: tuple[Client, StandIn]) -> None:
+    c, _ = ss
+    sid, mine = await new_session(c, "alice"), await new_session(c, "bob")
+    share = await c.share("alice", sid, read_only=True)
+    browser = {"Cookie": f"{COOKIE}={share['token']}"}
+    status, _, _ = await c.call("DELETE", f"/api/sessions/{sid}/shares/{share['id']}", user="alice")
+    assert status == 200
+    status, _, headers = await c.call("GET", f"/api/sessions/{sid}/posts", user="bob", headers=browser)
+    assert status == 404  # bob as himself (a token would have been 403 "revoked"): nothing of alice's
+    cleared = set_cookie(headers)[COOKIE]
+    assert cleared.value == "" and cleared["max-age"] == "0"
+    status, _, _ = await c.call("GET", f"/api/sessions/{mine}/posts", user="bob", headers=browser)
+    assert status == 200
+    status, _, headers = await c.call("GET", f"/api/sessions/{sid}/posts", user="bob",
+                                      headers={"Cookie": f"{COOKIE}={'x' * 43}"})
+    assert status == 404 and set_cookie(headers)[COOKIE]["max-age"] == "0"  # a forged one alike
+
+
+async def test_the_viewer_opens_in_the_mode_the_reader_s_rights_allow(ss: tuple[Client, StandIn]) -> None:
+    c, fake = ss
+    sid = await new_session(c, "alice")
+    post = seed_post(fake, sid, "p")
+    status, page, headers = await c.call("GET", f"/session/{sid}", user="alice")
+    assert (status, page) == (200, VIEWER) and "Set-Cookie" not in headers  # the owner's page, unchanged
+    rw = (await c.share("alice", sid, read_only=False))["token"]
+    status, page, _ = await c.call("GET", f"/session/{sid}?share={rw}", user="bob")
+    assert status == 200 and ONE_SESSION + "</head>" in page and "READONLY" not in page
+    ro = (await c.share("alice", sid, read_only=True))["token"]
+    status, page, _ = await c.call("GET", f"/p/{post}?share={ro}", user="bob")  # a post's permalink
+    assert status == 200 and READ_ONLY + "</head>" in page
+    status, page, headers = await c.call("GET", f"/session/{sid}", user="bob", token=ro)
+    assert status == 200 and READ_ONLY in page and "Set-Cookie" not in headers  # a header token: no cookie
+    status, _, _ = await c.call("PATCH", f"/api/sessions/{sid}", user="alice", json_body={"shared": True})
+    assert status == 200
+    status, page, headers = await c.call("GET", f"/session/{sid}")  # anyone, no sign-in: public read
+    assert status == 200 and READ_ONLY in page and "Set-Cookie" not in headers
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ({"share_cookie": "a b"}, "cookie name"),
+    ({"share_cookie": "sg"}, "needs Cookie in identity_carriers"),
+    ({"share_cookie": "sg", "identity_carriers": {"headers": ["X-User-Id"]}}, "needs Cookie"),
+])
+def test_a_share_cookie_must_never_reach_the_upstream(extra: dict[str, Any], problem: str) -> None:
+    route = {"path": "/s/{id}", "action": "read", "session": "path", "param": "id"}
+    with pytest.raises(profiles.ProfileError) as err:
+        profiles.parse({"name": "x", "routes": [route], **extra})
+    assert any(problem in p for p in err.value.problems), err.value.problems
+    assert profiles.parse({"name": "x", "routes": [route], "share_cookie": "sg",
+                           "identity_carriers": {"headers": ["Cookie"]}}).share_cookie == "sg"
