@@ -69,6 +69,7 @@ OPEN = frozenset({"/guide", "/setup", "/agent-howto"})
 VIEWER = ('<!doctype html><html><head><title>sideshow</title><script>window.__SIDESHOW_BASE_PATH__="";</script>'
           "</head><body><div id=app></div></body></html>")
 THEMES = ("paper", "ink")
+MAX_WAIT_SECONDS = 300.0  # server/app.ts: a comment long poll's longest wait
 
 
 def new_id() -> str:
@@ -103,6 +104,7 @@ class StandIn:
     requests: list[dict[str, Any]] = field(default_factory=list)
     subscribers: list[asyncio.Queue[dict[str, Any]]] = field(default_factory=list)
     seq: int = 0
+    waiting: int = 0  # comment long polls being held
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -426,24 +428,48 @@ class StandIn:
         return web.json_response({"ok": True})
 
     def wait_comments(self, session: str | None, surface: str | None, author: str | None,
-                      after: int | None) -> dict[str, Any]:
-        """server/app.ts ``waitForComments`` (without the long poll)."""
+                      after: int | None, *, mark: bool = True) -> dict[str, Any]:
+        """server/app.ts ``waitForComments`` without the wait (``mark=False``: only look)."""
         if after is None and author == "user" and session:
             after = self.sessions[session]["agentSeq"] if session in self.sessions else None
         found = [c for c in self.comments
                  if (not session or c["sessionId"] == session) and (not surface or c["surfaceId"] == surface)
                  and (after is None or c["seq"] > after) and (not author or c["author"] == author)]
         last = found[-1]["seq"] if found else (after or 0)
-        if author == "user" and session and found and session in self.sessions:
+        if mark and author == "user" and session and found and session in self.sessions:
             self.sessions[session]["agentSeq"] = last  # markAgentSeen
         return {"comments": found, "lastSeq": last}
 
     async def _list_comments(self, request: web.Request) -> web.Response:
+        """server/app.ts ``GET /api/comments``: ``?wait=N`` (at most ``MAX_WAIT_SECONDS``) holds the
+        answer until a ``comment-created`` event of that session (and surface) or the timeout, when
+        nothing matched at first (``waitForComments``)."""
         q = request.query
         after = q.get("after")
-        return web.json_response(self.wait_comments(
-            q.get("session"), q.get("surface") or q.get("snippet"), q.get("author"),
-            int(after) if after else None))
+        args = (q.get("session"), q.get("surface") or q.get("snippet"), q.get("author"),
+                int(after) if after else None)
+        try:
+            wait = min(max(float(q.get("wait") or 0), 0.0), MAX_WAIT_SECONDS)
+        except ValueError:
+            wait = 0.0
+        if wait > 0 and not self.wait_comments(*args, mark=False)["comments"]:
+            queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+            self.subscribers.append(queue)
+            self.waiting += 1
+            try:
+                async with asyncio.timeout(wait):
+                    while True:
+                        event = await queue.get()
+                        if event.get("type") == "comment-created" and (
+                            not args[0] or event.get("sessionId") == args[0]) and (
+                                not args[1] or event.get("surfaceId") == args[1]):
+                            break
+            except TimeoutError:
+                pass
+            finally:
+                self.waiting -= 1
+                self.subscribers.remove(queue)
+        return web.json_response(self.wait_comments(*args))
 
     # -- assets --
 

@@ -17,8 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import pytest
 
+from gateway.errors import GatewayError
+from gateway.models import Share
 from gateway.observe import metrics
+from gateway.pipeline.live import LiveConnections
 from tests.conftest import A2A, USER, Client, Gateway, GatewayFactory, message_body
 
 DEADLINE = 2.0  # seconds: a revoked stream must have ended by then (the target is 0.1 s; see bench/revocation.py)
@@ -228,3 +232,51 @@ async def test_a_revocation_cut_short_by_its_client_is_all_or_nothing(
         assert outcomes == {"none", "all"}  # both ends of the sweep were reached
     finally:
         await stop(owner)
+
+
+def _share(expires_in: float | None = None) -> Share:
+    expires = time.time() + expires_in if expires_in is not None else None
+    return Share(f"sh_{uuid.uuid4().hex}", "s1", "alice", True, None, "abcdefgh", time.time(), expires)
+
+
+async def test_a_pending_answer_is_cut_by_revocation_and_expiry_but_not_by_drain_or_for_others() -> None:
+    live = LiveConnections()
+    share = _share()
+
+    async def wait_through(s: Share, seconds: float = 5.0) -> str:
+        with live.pending(s):
+            await asyncio.sleep(seconds)
+        return "answered"
+
+    revoked = asyncio.ensure_future(wait_through(share))
+    other = asyncio.ensure_future(wait_through(_share(), 0.3))
+    await asyncio.sleep(0.05)
+    live.end_all()  # drain: in-flight requests keep their grace
+    live.draining = False
+    live.end_share(share.id)
+    with pytest.raises(GatewayError) as err:
+        await revoked
+    assert (err.value.status, err.value.reason_id) == (403, "share_revoked_while_waiting")
+    assert await other == "answered"  # another share's wait is untouched
+    expired = asyncio.ensure_future(wait_through(_share(expires_in=0.1)))
+    with pytest.raises(GatewayError) as err:
+        await expired
+    assert err.value.reason_id == "share_expired_while_waiting"
+    assert len(live) == 0  # nothing left registered
+
+
+async def test_a_pending_answer_whose_client_leaves_is_cancelled_as_usual() -> None:
+    live = LiveConnections()
+    share = _share()
+
+    async def wait_through() -> None:
+        with live.pending(share):
+            await asyncio.sleep(5)
+
+    task = asyncio.ensure_future(wait_through())
+    await asyncio.sleep(0.05)
+    task.cancel()  # the client went away (aiohttp's handler cancellation)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(live) == 0
+    live.end_share(share.id)  # nothing left to end

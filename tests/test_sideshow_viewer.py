@@ -4,6 +4,8 @@ stand-in written from sideshow's source (tests/sideshow_standin.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -114,3 +116,40 @@ def test_a_share_cookie_must_never_reach_the_upstream(extra: dict[str, Any], pro
     assert any(problem in p for p in err.value.problems), err.value.problems
     assert profiles.parse({"name": "x", "routes": [route], "share_cookie": "sg",
                            "identity_carriers": {"headers": ["Cookie"]}}).share_cookie == "sg"
+
+
+async def test_a_long_poll_through_a_share_ends_when_the_share_does(ss: tuple[Client, StandIn]) -> None:
+    """``GET /api/comments?wait=N`` holds its answer up to 300 s (sideshow's ``waitForComments``):
+    revoking the share answers the holder 403 at once and closes the wait at sideshow; the
+    owner's own wait, and a wait through a share that lives, are answered by the next comment."""
+    c, fake = ss
+    sid = await new_session(c, "alice")
+    post = seed_post(fake, sid, "asked")
+    share = await c.share("alice", sid, read_only=True)
+    kept = (await c.share("alice", sid, read_only=True))["token"]
+    path = f"/api/comments?session={sid}&wait=60"
+    revoked = asyncio.ensure_future(c.call("GET", path, user="bob", token=share["token"]))
+    living = asyncio.ensure_future(c.call("GET", path, user="carol", token=kept))
+    owners = asyncio.ensure_future(c.call("GET", path, user="alice"))
+    await until(lambda: fake.waiting == 3)
+    started = time.monotonic()
+    status, _, _ = await c.call("DELETE", f"/api/sessions/{sid}/shares/{share['id']}", user="alice")
+    assert status == 200
+    status, body, _ = await asyncio.wait_for(revoked, 5)
+    assert (status, body) == (403, {"error": "share link is invalid, expired or revoked"})
+    assert time.monotonic() - started < 2
+    await until(lambda: fake.waiting == 2)  # the revoked holder's wait is gone at sideshow too
+    assert not living.done() and not owners.done()
+    status, out, _ = await c.call("POST", "/api/comments", user="alice", json_body={"surface": post, "text": "hi"},
+                                  headers={"Sec-Fetch-Site": "same-origin"})
+    assert status == 201, out
+    for waiter in (living, owners):
+        status, body, _ = await asyncio.wait_for(waiter, 5)
+        assert status == 200 and [cm["text"] for cm in body["comments"]] == ["hi"]
+
+
+async def until(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)

@@ -577,7 +577,10 @@ class Pipeline:
         url = self.forwarder.url(path, self.credentials.query(query))
         if is_websocket(request):
             return await self._websocket(request, ex, decision, caller, url, headers)
-        async with self.forwarder.request(request.method, url, headers, data) as upstream:
+        waiting = None
+        if decision.shared and decision.share is not None and match.has_hook("long_poll"):
+            waiting = self.live.pending(decision.share)  # revocation cuts the wait (403)
+        async with self.forwarder.request(request.method, url, headers, data, waiting) as upstream:
             ex.upstream_status = upstream.status
             ex.upstream_ms = round((time.perf_counter() - started) * 1000, 3)
             metrics.child(metrics.UPSTREAM_DURATION, ex.route).observe(time.perf_counter() - started)

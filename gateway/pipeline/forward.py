@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
 import aiohttp
@@ -59,15 +59,22 @@ class UpstreamRequest:
     """``async with forwarder.request(...) as response``: the response once its headers arrived,
     released on exit. A plain class, not a generator: it is entered once per request."""
 
-    __slots__ = ("_pending", "_response")
+    __slots__ = ("_pending", "_response", "_waiting")
 
-    def __init__(self, pending: Awaitable[aiohttp.ClientResponse]) -> None:
+    def __init__(
+        self, pending: Awaitable[aiohttp.ClientResponse], waiting: AbstractContextManager[Any] | None = None
+    ) -> None:
         self._pending = pending
+        self._waiting = waiting
         self._response: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         try:
-            self._response = await self._pending
+            if self._waiting is None:
+                self._response = await self._pending
+            else:
+                with self._waiting:
+                    self._response = await self._pending
         except Exception as exc:
             mapped = _upstream_error(exc)
             if mapped is None:
@@ -123,16 +130,19 @@ class Forwarder:
         url: URL,
         headers: CIMultiDict[str],
         data: Any = None,
+        waiting: AbstractContextManager[Any] | None = None,
     ) -> UpstreamRequest:
         """Send a request: ``async with`` yields the response once its headers arrived.
 
-        Raises ``UpstreamUnreachable`` (502) when the upstream cannot be reached
-        or drops the connection before answering, ``UpstreamTimeout`` (504) when
+        ``waiting`` is held while the answer is awaited (``LiveConnections.pending``:
+        a long poll through a share ends with the share). Raises
+        ``UpstreamUnreachable`` (502) when the upstream cannot be reached or
+        drops the connection before answering, ``UpstreamTimeout`` (504) when
         it does not answer in time.
         """
         assert self._session is not None, "Forwarder.start() was not called"
         return UpstreamRequest(
-            self._session.request(method, url, headers=headers, data=data, allow_redirects=False)
+            self._session.request(method, url, headers=headers, data=data, allow_redirects=False), waiting
         )
 
     @asynccontextmanager

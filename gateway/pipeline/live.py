@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from cachetools import TTLCache
 
+from gateway.errors import GatewayError
 from gateway.models import Share
 from gateway.observe import metrics
 from gateway.observe.logging import get_logger
+from gateway.pipeline.decide import INVALID_SHARE_MESSAGE
 from gateway.shares.store import ShareStore, StoreError
 
 log = get_logger("gateway.live")
@@ -31,10 +33,11 @@ class Live:
     for a WebSocket it closes the socket with the right close code.
     """
 
-    __slots__ = ("_stop", "_timer", "ended", "share_id")
+    __slots__ = ("_stop", "_timer", "drains", "ended", "share_id")
 
-    def __init__(self, stop: Callable[[str], None], share_id: str | None) -> None:
+    def __init__(self, stop: Callable[[str], None], share_id: str | None, drains: bool = True) -> None:
         self.share_id = share_id
+        self.drains = drains  # ended by a drain (streams); a pending answer keeps its grace instead
         self.ended: str | None = None
         self._stop = stop
         self._timer: asyncio.TimerHandle | None = None
@@ -73,14 +76,14 @@ class LiveConnections:
     def __len__(self) -> int:
         return len(self._open)
 
-    def open(self, stop: Callable[[str], None], share: Share | None) -> Live:
+    def open(self, stop: Callable[[str], None], share: Share | None, *, drains: bool = True) -> Live:
         """Register a connection; ``share`` is the share it was opened through, if any.
 
-        A connection opened while draining, through a share ended in the last
-        ``remember`` seconds, or through a share that has expired by now, is
-        ended at once.
+        A connection opened while draining (unless ``drains`` is false: a
+        pending answer), through a share ended in the last ``remember``
+        seconds, or through a share that has expired by now, is ended at once.
         """
-        live = Live(stop, share.id if share is not None else None)
+        live = Live(stop, share.id if share is not None else None, drains)
         self._open.add(live)
         metrics.OPEN_STREAMS.inc()
         if share is not None:
@@ -91,9 +94,39 @@ class LiveConnections:
             ended = self._ended.get(share.id)
             if ended is not None:
                 live.end(ended)
-        if self.draining:
+        if self.draining and drains:
             live.end(DRAIN)
         return live
+
+    @contextlib.contextmanager
+    def pending(self, share: Share) -> Iterator[None]:
+        """Wait for an answer through ``share`` (a long poll) only while the share lives.
+
+        The waiting request is registered like a stream; if the share is
+        revoked or expires before the upstream answers, the wait is cancelled
+        (closing the upstream request) and ``GatewayError`` 403 is raised (the
+        answer had not started). Drain does not cut it: in-flight requests get
+        ``shutdown_grace``. A cancellation of the request itself (its client
+        went away) passes through unchanged.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        ended: list[str] = []
+
+        def stop(reason: str) -> None:
+            ended.append(reason)
+            task.cancel()
+
+        live = self.open(stop, share, drains=False)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if ended and task.uncancel() == 0:
+                raise GatewayError(INVALID_SHARE_MESSAGE, reason_id=f"share_{ended[0]}_while_waiting",
+                                   status=403) from None
+            raise
+        finally:
+            self.close(live)
 
     def close(self, live: Live) -> None:
         """Forget a connection that finished (idempotent)."""
@@ -130,7 +163,8 @@ class LiveConnections:
         """End every connection (SIGTERM drain); later ones are ended as they open."""
         self.draining = True
         for live in list(self._open):
-            live.end(reason)
+            if live.drains:
+                live.end(reason)
 
     def share_ids(self) -> list[str]:
         """The shares that have live connections now."""

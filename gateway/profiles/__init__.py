@@ -23,6 +23,7 @@ HOOKS = frozenset({
     "scope_query",  # a share holder's query parameter ``param`` is set to the share's session
     "filter_events",  # an unscoped SSE feed is filtered to the caller's sessions (``pipeline/events.py``)
     "public_flag",  # ``{<public_read.field>: bool}`` is answered by the gateway (``pipeline/public.py``)
+    "long_poll",  # an answer that may wait long: a share's revocation or expiry cuts the wait (403)
 })
 OWNERSHIP_MODES = frozenset({"upstream-probe", "gateway-recorded"})
 
