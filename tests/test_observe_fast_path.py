@@ -6,8 +6,10 @@ import asyncio
 import io
 import json
 import signal
+import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -137,3 +139,18 @@ def test_reading_the_registry_folds_the_request_path_tallies_first() -> None:
     in_flight = metrics.REGISTRY.get_sample_value("share_gateway_requests_in_flight")
     metrics.IN_FLIGHT_NOW.dec()
     assert in_flight == metrics.REGISTRY.get_sample_value("share_gateway_requests_in_flight") + 1
+
+
+def test_configuring_again_writes_to_the_stderr_of_the_moment(monkeypatch: Any) -> None:
+    """Each configure() (a test's captured stderr, a re-exec'd worker) writes where stderr is now."""
+    from gateway.observe import logging as gateway_logging
+
+    streams = [io.TextIOWrapper(io.BytesIO(), write_through=True) for _ in range(2)]
+    for i, stream in enumerate(streams):
+        monkeypatch.setattr(sys, "stderr", stream)
+        gateway_logging.configure("info", "json")
+        gateway_logging.get_logger("gateway.test").info(f"line {i}")
+        gateway_logging.flush()
+    first, second = (s.buffer.getvalue().decode() for s in streams)  # type: ignore[attr-defined]
+    assert '"event":"line 0"' in first and "line 1" not in first
+    assert '"event":"line 1"' in second and "line 0" not in second

@@ -129,7 +129,7 @@ class LineWriter:
     """
 
     def __init__(self, stream: BinaryIO, *, max_bytes: int = 64 * 1024, interval: float = 0.1) -> None:
-        self._stream = stream
+        self.stream = stream
         self._max = max_bytes
         self._interval = interval
         self._lines: list[bytes] = []
@@ -173,8 +173,8 @@ class LineWriter:
             timer.cancel()
         if lines:
             try:
-                self._stream.write(b"".join(lines))
-                self._stream.flush()
+                self.stream.write(b"".join(lines))
+                self.stream.flush()
             except (OSError, ValueError):  # stderr closed: nowhere left to write
                 pass
 
@@ -233,6 +233,9 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         if _WRITER is None:
             _WRITER = LineWriter(sys.stderr.buffer)
             atexit.register(_WRITER.flush)
+        else:
+            _WRITER.flush()  # what was written so far goes where it was meant to
+            _WRITER.stream = sys.stderr.buffer  # stderr may have been replaced since
         writer = _WRITER
         structlog.configure(
             processors=[json_event, structlog.processors.JSONRenderer(serializer=_orjson_dumps)],
