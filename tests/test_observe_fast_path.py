@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import signal
 import sys
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gateway.observe import metrics
@@ -146,11 +148,18 @@ def test_configuring_again_writes_to_the_stderr_of_the_moment(monkeypatch: Any) 
     from gateway.observe import logging as gateway_logging
 
     streams = [io.TextIOWrapper(io.BytesIO(), write_through=True) for _ in range(2)]
-    for i, stream in enumerate(streams):
-        monkeypatch.setattr(sys, "stderr", stream)
-        gateway_logging.configure("info", "json")
-        gateway_logging.get_logger("gateway.test").info(f"line {i}")
-        gateway_logging.flush()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        for i, stream in enumerate(streams):
+            monkeypatch.setattr(sys, "stderr", stream)
+            gateway_logging.configure("info", "json")
+            gateway_logging.get_logger("gateway.test").info(f"line {i}")
+            gateway_logging.flush()
+    finally:  # the rest of the suite captures logs with structlog's defaults
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        structlog.reset_defaults()
     first, second = (s.buffer.getvalue().decode() for s in streams)  # type: ignore[attr-defined]
     assert '"event":"line 0"' in first and "line 1" not in first
     assert '"event":"line 1"' in second and "line 0" not in second
