@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import time
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway import profiles
+from gateway.models import Share
+from gateway.shares.store import StoreError
+from gateway.shares.store.sqlite import SqliteStore
 from tests import test_sideshow as base
 from tests.conftest import Client
 from tests.sideshow_standin import VIEWER, StandIn
@@ -153,3 +157,34 @@ async def until(check: Any, timeout: float = 5.0) -> None:
     while not check():
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
+
+
+class FlakyStore(SqliteStore):
+    """The real SQLite store, whose token lookups fail while ``down`` (a store outage)."""
+
+    down = False
+
+    async def share_by_token_hash(self, token_hash: str) -> Share | None:
+        if self.down:
+            raise StoreError("store unreachable")
+        return await super().share_by_token_hash(token_hash)
+
+
+async def test_a_store_outage_sets_the_cookie_aside_but_keeps_failing_closed_for_tokens(
+    make_sideshow: Any, client_for: Any, tmp_path: Path,
+) -> None:
+    store = FlakyStore(str(tmp_path / "flaky.db"))
+    c = client_for(await make_sideshow(inject_store=store, shares__cache_ttl="0"))
+    sid, mine = await new_session(c, "alice"), await new_session(c, "bob")
+    token = (await c.share("alice", sid, read_only=True))["token"]
+    browser = {"Cookie": f"{COOKIE}={token}"}
+    store.down = True
+    status, _, headers = await c.call("GET", f"/api/sessions/{mine}/posts", user="bob", headers=browser)
+    assert status == 200 and "Set-Cookie" not in headers  # bob's own session; the cookie is kept for later
+    status, _, _ = await c.call("GET", f"/api/sessions/{sid}/posts", user="bob", headers=browser)
+    assert status == 404  # as bob: never alice's session because the store is down
+    status, _, _ = await c.call("GET", f"/api/sessions/{sid}/posts", user="bob", token=token)
+    assert status == 503  # a token the caller chose to present: fail closed, as before
+    store.down = False
+    status, _, _ = await c.call("GET", f"/api/sessions/{sid}/posts", user="bob", headers=browser)
+    assert status == 200

@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 from gateway.config import Network, SharesSettings
 from gateway.errors import (
     BadRequest,
+    DependencyUnavailable,
     Forbidden,
     GatewayError,
     JsonRpcError,
@@ -229,7 +230,12 @@ class Pipeline:
             )
         body, call, action = await self._a2a_call(request, match, token, ex)
         body, found, action = await self._named(request, match, query, body, action, ex)
-        share = await self._share(token, action, caller, request)
+        try:
+            share = await self._share(token, action, caller, request)
+        except DependencyUnavailable:
+            if not from_cookie:
+                raise
+            token, share, from_cookie = None, None, False  # the store cannot tell: set aside, not cleared
         now = time.time()
         if from_cookie and (action not in SESSION_ACTIONS or share is None or not share.usable_at(now)):
             assert self.share_cookie is not None
