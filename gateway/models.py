@@ -194,7 +194,7 @@ class Decision:
     share: Share | None = None
     status: int = 200
     message: str = ""
+    shared: bool = field(init=False, default=False)  # acting as the session owner through a share
 
-    @property
-    def shared(self) -> bool:
-        return self.outcome is Outcome.AS_OWNER
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shared", self.outcome is Outcome.AS_OWNER)

@@ -52,6 +52,9 @@ def _redact_value(value: Any) -> Any:
 
 
 _SCALARS = frozenset({int, float, bool, type(None)})
+# Fields whose values are the gateway's own constants (``no_share_token``) or route templates,
+# never request data: not scanned.
+_CODE_FIELDS = frozenset({"level", "logger_name", "reason_id", "decision", "route", "method"})
 
 
 def redact_processor(
@@ -65,6 +68,8 @@ def redact_processor(
     for key, value in event_dict.items():
         kind = type(value)
         if kind is str:
+            if key in _CODE_FIELDS:
+                continue
             if "hare" in value or "HARE" in value:
                 event_dict[key] = _redact_value(value)
         elif kind not in _SCALARS:

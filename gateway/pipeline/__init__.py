@@ -588,8 +588,9 @@ class Pipeline:
             waiting = self.live.pending(decision.share)  # revocation cuts the wait (403)
         async with self.forwarder.request(request.method, url, headers, data, waiting) as upstream:
             ex.upstream_status = upstream.status
-            ex.upstream_ms = round((time.perf_counter() - started) * 1000, 3)
-            metrics.child(metrics.UPSTREAM_DURATION, ex.route).observe(time.perf_counter() - started)
+            waited = time.perf_counter() - started
+            ex.upstream_ms = round(waited * 1000, 3)
+            metrics.child(metrics.UPSTREAM_DURATION, ex.route).observe(waited)
             content_type = upstream.headers.get("Content-Type", "")
             if card and upstream.status == 200 and is_json(content_type):
                 return await self._agent_card(request, ex, upstream, decision, path)

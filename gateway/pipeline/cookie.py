@@ -14,9 +14,9 @@ The cookie is ambient, so it never blocks: a cookie naming an unknown,
 revoked or expired share is ignored (the caller acts as themself, as without
 a token) and cleared; one naming another session is ignored by the decision
 table like any token (row 4); while the store cannot be asked, it is set
-aside (kept, not cleared) — a token the client sent itself still gets 503. ``SameSite=Strict`` keeps other sites' pages
-from riding on it (CSRF). A browser holds one share cookie: opening another
-share link replaces it.
+aside (kept, not cleared) — a token the client sent itself still gets 503.
+``SameSite=Strict`` keeps other sites' pages from riding on it (CSRF). A
+browser holds one share cookie: opening another share link replaces it.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def response_headers(
     if body_replaced:
         drop = drop | {"content-length", "content-encoding", "etag"}
     out: CIMultiDict[str] = CIMultiDict(
-        (k, v) for k, v in upstream.items() if normalise_header_name(k) not in drop
+        [(k, v) for k, v in upstream.items() if normalise_header_name(k) not in drop]
     )
     if decision.shared and decision.share is not None:
         out["Referrer-Policy"] = "no-referrer"
