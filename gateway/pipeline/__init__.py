@@ -215,10 +215,10 @@ class Pipeline:
             ex.decision, ex.reason_id, ex.caller = AS_AGENT.outcome.value, AS_AGENT.reason_id, AGENT.label
             return await self._forward(request, ex, match, AS_AGENT, AGENT, path, query, None)
         token, query = extract_share_token(request, self.share_param, self.query_carriers)
-        from_cookie = False
+        ambient = False  # the token came in the share cookie, not from the client's own choice
         if token is None and self.share_cookie is not None:
             token = cookie.token(request.headers, self.share_cookie)
-            from_cookie = token is not None
+            ambient = token is not None
         caller = await self._caller(request, match, token)
         ex.caller = caller.label
         if match.action is Action.SHARE_API:
@@ -230,18 +230,8 @@ class Pipeline:
             )
         body, call, action = await self._a2a_call(request, match, token, ex)
         body, found, action = await self._named(request, match, query, body, action, ex)
-        try:
-            share = await self._share(token, action, caller, request)
-        except DependencyUnavailable:
-            if not from_cookie:
-                raise
-            token, share, from_cookie = None, None, False  # the store cannot tell: set aside, not cleared
+        token, share = await self._presented(token, ambient, action, caller, request, ex)
         now = time.time()
-        if from_cookie and (action not in SESSION_ACTIONS or share is None or not share.usable_at(now)):
-            assert self.share_cookie is not None
-            if action in SESSION_ACTIONS:  # an ambient cookie never blocks: a dead one is dropped and cleared
-                ex.set_cookie = cookie.cleared(self.share_cookie, secure=self._secure(request))
-            token, share = None, None
         target = None
         if share is not None and share.usable_at(now) and action in SESSION_ACTIONS:
             target = await self._target(request, match, call, query, share, found)
@@ -271,7 +261,7 @@ class Pipeline:
         if decision.shared:
             assert decision.share is not None
             self.recorder.record(decision.share.id, caller.label, now)
-            if self.share_cookie is not None and token is not None and not from_cookie and (
+            if self.share_cookie is not None and token is not None and not ambient and (
                 SHARE_TOKEN_HEADER not in request.headers
             ):  # a share link opened in a browser: its page's own requests carry the token back
                 ex.set_cookie = cookie.issued(self.share_cookie, token, secure=self._secure(request))
@@ -350,6 +340,30 @@ class Pipeline:
             ex.a2a_route, ex.rpc_id = True, a2a.request_id_of(body) if body else None
         found = locate.named(rule, match.params, query, decoded, self.profile.classifier)
         return body, found, locate.action_of(rule, query, found)
+
+    async def _presented(
+        self, token: str | None, ambient: bool, action: Action, caller: Caller, request: web.Request,
+        ex: Exchange,
+    ) -> tuple[str | None, Share | None]:
+        """The token and share the request presents (``_share``).
+
+        A share cookie's token (``ambient``; ``cookie``) never blocks: it is
+        dropped on a route that takes no share, dropped and cleared when its
+        share is unknown, revoked or expired, and set aside (kept) while the
+        store cannot be asked — where a token the client sent itself gets 503.
+        """
+        try:
+            share = await self._share(token, action, caller, request)
+        except DependencyUnavailable:
+            if not ambient:
+                raise
+            return None, None
+        if ambient and (action not in SESSION_ACTIONS or share is None or not share.usable_at(time.time())):
+            assert self.share_cookie is not None
+            if action in SESSION_ACTIONS:
+                ex.set_cookie = cookie.cleared(self.share_cookie, secure=self._secure(request))
+            return None, None
+        return token, share
 
     async def _share(
         self, token: str | None, action: Action, caller: Caller, request: web.Request
