@@ -188,3 +188,39 @@ async def test_a_store_outage_sets_the_cookie_aside_but_keeps_failing_closed_for
     store.down = False
     status, _, _ = await c.call("GET", f"/api/sessions/{sid}/posts", user="bob", headers=browser)
     assert status == 200
+
+
+async def test_one_browser_keeps_several_share_links_open(ss: tuple[Client, StandIn]) -> None:
+    """Two links opened in one browser: each session's page keeps working, the newest link first in
+    the cookie; a revoked link drops out of it; the owner's own link never stands in the owner's way."""
+    c, _ = ss
+    first, second, third = [await new_session(c, "alice") for _ in range(3)]
+    a = await c.share("alice", first, read_only=True)
+    b = (await c.share("alice", second, read_only=False))["token"]
+    _, _, headers = await c.call("GET", f"/session/{first}?share={a['token']}", user="bob")
+    assert set_cookie(headers)[COOKIE].value == a["token"]
+    status, _, headers = await c.call("GET", f"/session/{second}?share={b}", user="bob",
+                                      headers={"Cookie": f"{COOKIE}={a['token']}"})
+    assert status == 200 and set_cookie(headers)[COOKIE].value == f"{b}.{a['token']}"  # newest first
+    browser = {"Cookie": f"{COOKIE}={b}.{a['token']}"}
+    for sid in (first, second):
+        status, _, headers = await c.call("GET", f"/api/sessions/{sid}/posts", user="bob", headers=browser)
+        assert status == 200 and "Set-Cookie" not in headers
+    status, _, _ = await c.call("POST", f"/api/sessions/{second}/trace", user="bob", headers=browser,
+                                json_body={"steps": []})
+    assert status == 200  # the read-write link, for its own session
+    status, _, _ = await c.call("POST", f"/api/sessions/{first}/trace", user="bob", headers=browser,
+                                json_body={"steps": []})
+    assert status == 403  # the read-only one, for its session
+    status, _, _ = await c.call("GET", f"/api/sessions/{third}/posts", user="bob", headers=browser)
+    assert status == 404  # no link for this one
+    await c.call("DELETE", f"/api/sessions/{first}/shares/{a['id']}", user="alice")
+    status, _, headers = await c.call("GET", f"/api/sessions/{first}/posts", user="bob", headers=browser)
+    assert status == 404 and set_cookie(headers)[COOKIE].value == b  # the revoked link dropped out
+    status, _, _ = await c.call("GET", f"/api/sessions/{second}/posts", user="bob", headers={"Cookie": f"{COOKIE}={b}"})
+    assert status == 200
+    # alice opened her own read-only link (to see what others see): her writes are still hers
+    own = (await c.share("alice", third, read_only=True))["token"]
+    status, _, _ = await c.call("POST", f"/api/sessions/{third}/trace", user="alice",
+                                headers={"Cookie": f"{COOKIE}={own}"}, json_body={"steps": []})
+    assert status == 200

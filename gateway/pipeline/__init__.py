@@ -215,11 +215,11 @@ class Pipeline:
             ex.decision, ex.reason_id, ex.caller = AS_AGENT.outcome.value, AS_AGENT.reason_id, AGENT.label
             return await self._forward(request, ex, match, AS_AGENT, AGENT, path, query, None)
         token, query = extract_share_token(request, self.share_param, self.query_carriers)
-        ambient = False  # the token came in the share cookie, not from the client's own choice
+        ambient: tuple[str, ...] = ()  # the share cookie's tokens, when the client sent none itself
         if token is None and self.share_cookie is not None:
-            token = cookie.token(request.headers, self.share_cookie)
-            ambient = token is not None
-        caller = await self._caller(request, match, token)
+            ambient = cookie.tokens(request.headers, self.share_cookie)
+        presented = token if token is not None or not ambient else ambient[0]
+        caller = await self._caller(request, match, presented)
         ex.caller = caller.label
         if match.action is Action.SHARE_API:
             assert match.rule is not None
@@ -228,12 +228,17 @@ class Pipeline:
             return await self.share_api.handle(
                 request, match.params[match.rule.param], match.params.get("share_ref"), caller
             )
-        body, call, action = await self._a2a_call(request, match, token, ex)
+        body, call, action = await self._a2a_call(request, match, presented, ex)
         body, found, action = await self._named(request, match, query, body, action, ex)
-        token, share = await self._presented(token, ambient, action, caller, request, ex)
-        now = time.time()
         target = None
-        if share is not None and share.usable_at(now) and action in SESSION_ACTIONS:
+        if ambient:  # the cookie's token for the session this request targets, if one fits
+            token, share, target = await self._ambient(
+                ambient, action, caller, request, ex, match, call, query, found
+            )
+        else:
+            share = await self._share(token, action, caller, request)
+        now = time.time()
+        if target is None and share is not None and share.usable_at(now) and action in SESSION_ACTIONS:
             target = await self._target(request, match, call, query, share, found)
         elif token is None and action is Action.READ and self.public is not None:
             share, target = await self._public_share(match, found, caller)
@@ -264,7 +269,8 @@ class Pipeline:
             if self.share_cookie is not None and token is not None and not ambient and (
                 SHARE_TOKEN_HEADER not in request.headers
             ):  # a share link opened in a browser: its page's own requests carry the token back
-                ex.set_cookie = cookie.issued(self.share_cookie, token, secure=self._secure(request))
+                kept = (token, *cookie.tokens(request.headers, self.share_cookie))
+                ex.set_cookie = cookie.issued(self.share_cookie, kept, secure=self._secure(request))
             if call is not None and call.has_message:
                 body = a2a.with_initiated_by(call, caller.label)
             if match.has_hook("scope_query") and match.rule is not None and match.rule.param:
@@ -341,29 +347,41 @@ class Pipeline:
         found = locate.named(rule, match.params, query, decoded, self.profile.classifier)
         return body, found, locate.action_of(rule, query, found)
 
-    async def _presented(
-        self, token: str | None, ambient: bool, action: Action, caller: Caller, request: web.Request,
-        ex: Exchange,
-    ) -> tuple[str | None, Share | None]:
-        """The token and share the request presents (``_share``).
+    async def _ambient(
+        self, tokens: tuple[str, ...], action: Action, caller: Caller, request: web.Request, ex: Exchange,
+        match: RouteMatch, call: A2ACall | None, query: str, found: Named,
+    ) -> tuple[str | None, Share | None, Target | None]:
+        """The share cookie's token for this request, its share and target (``cookie``).
 
-        A share cookie's token (``ambient``; ``cookie``) never blocks: it is
-        dropped on a route that takes no share, dropped and cleared when its
-        share is unknown, revoked or expired, and set aside (kept) while the
-        store cannot be asked — where a token the client sent itself gets 503.
+        The cookie's tokens (most recent first) are looked up like any token;
+        the first whose share the request provably targets, and whose owner is
+        not the caller, is used. The cookie never blocks: on a route that takes
+        no share, or when no token fits, the caller acts as themself; tokens of unknown,
+        revoked or expired shares are dropped from it (``Set-Cookie``); while
+        the store cannot be asked it is set aside, unchanged — where a token
+        the client sent itself gets 503.
         """
-        try:
-            share = await self._share(token, action, caller, request)
-        except DependencyUnavailable:
-            if not ambient:
-                raise
-            return None, None
-        if ambient and (action not in SESSION_ACTIONS or share is None or not share.usable_at(time.time())):
-            assert self.share_cookie is not None
-            if action in SESSION_ACTIONS:
-                ex.set_cookie = cookie.cleared(self.share_cookie, secure=self._secure(request))
-            return None, None
-        return token, share
+        if action not in SESSION_ACTIONS:
+            return None, None, None
+        assert self.share_cookie is not None
+        kept: list[str] = []
+        chosen: tuple[str | None, Share | None, Target | None] = (None, None, None)
+        now = time.time()
+        for candidate in tokens:
+            try:
+                share = await self._share(candidate, action, caller, request)
+            except DependencyUnavailable:
+                return None, None, None
+            if share is None or not share.usable_at(now):
+                continue
+            kept.append(candidate)
+            if chosen[0] is None and share.owner_id != caller.user_id:  # the owner acts as themself
+                target = await self._target(request, match, call, query, share, found)
+                if target.session_id == share.session_id:
+                    chosen = (candidate, share, target)
+        if len(kept) != len(tokens):
+            ex.set_cookie = cookie.issued(self.share_cookie, kept, secure=self._secure(request))
+        return chosen
 
     async def _share(
         self, token: str | None, action: Action, caller: Caller, request: web.Request
